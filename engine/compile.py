@@ -1,0 +1,341 @@
+"""Validation of a workflow against the registry, and its compiled, reusable form.
+
+Every check is a small generator of `Problem`s; all of them run and every problem is reported
+at once. Nothing here recurses, so a 100,000-node chain validates.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .errors import InvalidWorkflow, Problem
+from .graph import cycles, to_graph, topological_order
+from .node import Input, Node
+from .registry import Registry
+from .types import ValueType
+from .workflow import Link, Workflow
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON bytes of a value: the form literals take inside cache keys."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(slots=True, eq=False)
+class Step:
+    """One node, compiled: what to call, its fixed literals, its links and its cache-key parts."""
+
+    id: str
+    cls: type[Node]
+    run: Callable[..., Any]
+    literals: dict[str, Any]  # node defaults overlaid with the workflow's literals (params excluded)
+    links: tuple[tuple[str, str, str], ...]  # (input, source node, source output)
+    bound: tuple[str, ...]  # inputs filled per run by params
+    seed_input: str | None
+    static: bytes  # digest of type, version, literals and link structure
+    dynamic: bool  # key changes per run: params, a drawn seed or a volatile node feed it
+    key: bytes | None = None  # precomputed when not dynamic
+    sources: tuple[str, ...] = ()  # distinct source nodes
+    consumers: tuple[str, ...] = ()  # distinct consumer nodes
+
+
+@dataclass(slots=True, eq=False)
+class ParamInfo:
+    """A param with its type and the input specs it fills."""
+
+    name: str
+    description: str
+    type: ValueType
+    specs: list[Input]
+    bind: tuple[tuple[str, str], ...]
+    has_default: bool
+    default: Any
+    # per bound input, the value used when the param is not given (None entry: none exists)
+    fallbacks: list[tuple[Any] | None] = field(default_factory=list)
+
+    @property
+    def required(self) -> bool:
+        """True when a run must give this param."""
+        return not self.has_default and any(f is None for f in self.fallbacks)
+
+
+class CompiledWorkflow:
+    """A validated workflow, ordered and keyed once; each run only binds params."""
+
+    __slots__ = ("workflow", "steps", "order", "outputs", "params", "position")
+
+    def __init__(self, workflow: Workflow, steps: dict[str, Step], order: list[str],
+                 outputs: dict[str, Link], params: dict[str, ParamInfo]):
+        self.workflow = workflow
+        self.steps = steps
+        self.order = order
+        self.position = {nid: i for i, nid in enumerate(order)}
+        self.outputs = outputs
+        self.params = params
+
+    def bind(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per node, the inputs params fill in this run; raises InvalidWorkflow with every problem."""
+        problems: list[Problem] = []
+        for name in values:
+            if name not in self.params:
+                known = ", ".join(sorted(self.params)) or "none"
+                problems.append(Problem(f"unknown param; this workflow's params are: {known}", param=name))
+        filled: dict[str, dict[str, Any]] = {}
+        for name, info in self.params.items():
+            given = name in values
+            for (node, input_), spec, fallback in zip(info.bind, info.specs, info.fallbacks):
+                if given:
+                    value = values[name]
+                    problems.extend(Problem(m, node=node, input=input_, param=name)
+                                    for m in spec.literal_problems(value))
+                elif info.has_default:
+                    value = info.default
+                elif fallback is not None:
+                    value = fallback[0]
+                else:
+                    problems.append(Problem(f"required ({info.type.value}): {info.description}; "
+                                            f"give it, e.g. --param {name}=VALUE", param=name))
+                    break
+                filled.setdefault(node, {})[input_] = value
+        if problems:
+            raise InvalidWorkflow(problems)
+        return filled
+
+    def params_from_text(self, raw: dict[str, str]) -> dict[str, Any]:
+        """Turn ``NAME=VALUE`` strings (CLI) into typed param values; raises with every problem."""
+        values, problems = {}, []
+        for name, text in raw.items():
+            info = self.params.get(name)
+            if info is None:
+                values[name] = text  # reported as unknown by bind()
+                continue
+            try:
+                values[name] = parse_text(info.type, text)
+            except ValueError as exc:
+                problems.append(Problem(str(exc), param=name))
+        if problems:
+            raise InvalidWorkflow(problems)
+        return values
+
+
+def parse_text(value_type: ValueType, text: str) -> Any:
+    """Parse a command-line string as a value of ``value_type``."""
+    if value_type is ValueType.TEXT:
+        return text
+    if value_type is ValueType.BOOL:
+        lowered = text.strip().lower()
+        if lowered in {"true", "1", "yes", "on"}:
+            return True
+        if lowered in {"false", "0", "no", "off"}:
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if value_type is ValueType.INT:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if value_type is ValueType.FLOAT:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if value_type is ValueType.JSON:
+            return text  # a bare word is a JSON string: --param name=world
+        raise ValueError(f"expected JSON, got {text!r}") from None
+
+
+def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow:
+    """Validate ``workflow`` against ``registry`` and compile it; raises InvalidWorkflow with every problem."""
+    problems = [*_check_nodes(workflow, registry), *_check_params(workflow, registry),
+                *_check_outputs(workflow, registry)]
+    graph = to_graph(workflow)
+    for cycle in cycles(graph):
+        problems.append(Problem(f"cycle through nodes {', '.join(map(repr, cycle))}; links must not loop back",
+                                node=cycle[0]))
+    if problems:
+        raise InvalidWorkflow(problems)
+    order = topological_order(graph)
+    params = _param_infos(workflow, registry)
+    bound: dict[str, list[str]] = {}
+    for info in params.values():
+        for node, input_ in info.bind:
+            bound.setdefault(node, []).append(input_)
+    steps: dict[str, Step] = {}
+    for nid in order:
+        steps[nid] = step = _step(workflow.nodes[nid], registry, tuple(sorted(bound.get(nid, ()))))
+        step.dynamic = step.dynamic or any(steps[s].dynamic for s in step.sources)
+        if not step.dynamic:
+            step.key = step_key(step, b"", [steps[s].key for _, s, _ in step.links])
+    for nid in order:
+        steps[nid].consumers = tuple(graph.successors(nid))
+    outputs = workflow.outputs if workflow.outputs is not None else _sink_outputs(workflow, registry, graph)
+    return CompiledWorkflow(workflow, steps, order, outputs, params)
+
+
+def step_key(step: Step, dynamic: bytes, upstream: list[bytes]) -> bytes:
+    """Merkle key of a node: its static digest, its per-run literals and its sources' keys."""
+    h = hashlib.blake2b(step.static, digest_size=16)
+    h.update(dynamic)
+    for key in upstream:
+        h.update(key)
+    return h.digest()
+
+
+def _step(decl, registry: Registry, bound: tuple[str, ...]) -> Step:
+    cls = registry.get(decl.type)
+    literals = {name: spec.default for name, spec in cls.inputs.items() if not spec.required}
+    literals.update(decl.literals)
+    for name in bound:
+        literals.pop(name, None)
+    links = tuple(sorted((name, link.node, link.output) for name, link in decl.links.items()))
+    seed_input = next((name for name, spec in cls.inputs.items() if spec.seed), None)
+    unset_seed = seed_input is not None and seed_input not in bound and literals.get(seed_input) is None
+    static = hashlib.blake2b(canonical([cls.type, cls.version, literals, [[i, o] for i, _, o in links], bound]),
+                             digest_size=16).digest()
+    return Step(
+        id=decl.id, cls=cls, run=registry.instance(decl.type).run, literals=literals, links=links,
+        bound=bound, seed_input=seed_input, static=static,
+        dynamic=bool(bound) or unset_seed or cls.volatile,
+        sources=tuple(dict.fromkeys(src for _, src, _ in links)),
+    )
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _bound_inputs(workflow: Workflow) -> set[tuple[str, str]]:
+    return {pair for decl in workflow.params.values() for pair in decl.bind}
+
+
+def _check_nodes(workflow: Workflow, registry: Registry) -> Iterator[Problem]:
+    bound = _bound_inputs(workflow)
+    for nid, decl in workflow.nodes.items():
+        cls = registry.get(decl.type)
+        if cls is None:
+            yield Problem(f"unknown node type {decl.type!r}{_suggest(decl.type, (c.type for c in registry))}; "
+                          "`flow nodes` lists the known types", node=nid)
+            continue
+        literal_ok = True
+        for name in (*decl.literals, *decl.links):
+            if cls.input_spec(name) is None:
+                literal_ok = False
+                known = ", ".join(cls.inputs) or "none"
+                yield Problem(f"{cls.type} has no input {name!r}{_suggest(name, cls.inputs)}; its inputs are: {known}",
+                              node=nid, input=name)
+        for name, value in decl.literals.items():
+            spec = cls.input_spec(name)
+            if spec is not None:
+                for message in spec.literal_problems(value):
+                    literal_ok = False
+                    yield Problem(message, node=nid, input=name)
+        for name, spec in cls.inputs.items():
+            if spec.required and name not in decl.literals and name not in decl.links and (nid, name) not in bound:
+                yield Problem(f"missing required input ({spec.type.value}: {spec.description}); "
+                              "give a literal, a link or bind a param", node=nid, input=name)
+        for name, link in decl.links.items():
+            spec = cls.input_spec(name)
+            if spec is not None:
+                yield from _check_link(workflow, registry, link, spec.type, node=nid, input_=name)
+        if literal_ok:
+            given = {*decl.literals, *decl.links, *(i for n, i in bound if n == nid)}
+            for input_, message in cls.check(dict(decl.literals), given):
+                yield Problem(message, node=nid, input=input_)
+
+
+def _check_link(workflow: Workflow, registry: Registry, link: Link, expected: ValueType | None,
+                node: str | None, input_: str | None) -> Iterator[Problem]:
+    source = workflow.nodes.get(link.node)
+    if source is None:
+        yield Problem(f"links to missing node {link.node!r}{_suggest(link.node, workflow.nodes)}",
+                      node=node, input=input_)
+        return
+    source_cls = registry.get(source.type)
+    if source_cls is None:
+        return  # reported on the source node
+    output = source_cls.outputs.get(link.output)
+    if output is None:
+        known = ", ".join(source_cls.outputs) or "none"
+        yield Problem(f"node {link.node!r} ({source.type}) has no output {link.output!r}; its outputs are: {known}",
+                      node=node, input=input_)
+    elif expected is not None and not expected.accepts(output.type):
+        yield Problem(f"type mismatch: {link.node!r}.{link.output} is {output.type.value}, "
+                      f"this input takes {expected.value}", node=node, input=input_)
+
+
+def _check_params(workflow: Workflow, registry: Registry) -> Iterator[Problem]:
+    owner: dict[tuple[str, str], str] = {}
+    for name, decl in workflow.params.items():
+        types = set()
+        for node, input_ in decl.bind:
+            target = workflow.nodes.get(node)
+            if target is None:
+                yield Problem(f"bound to missing node {node!r}", param=name, node=node, input=input_)
+                continue
+            cls = registry.get(target.type)
+            if cls is None:
+                continue  # reported on the node
+            spec = cls.input_spec(input_)
+            if spec is None:
+                yield Problem(f"bound to unknown input {input_!r} of {cls.type}", param=name, node=node, input=input_)
+                continue
+            if input_ in target.links:
+                yield Problem("bound to an input that is a link; a param fills literal inputs only",
+                              param=name, node=node, input=input_)
+            if spec.type.is_media:
+                yield Problem(f"{spec.type.value} inputs cannot be params; bind a param to a loader node's input",
+                              param=name, node=node, input=input_)
+            if (node, input_) in owner:
+                yield Problem(f"input is bound by two params: {owner[(node, input_)]!r} and {name!r}",
+                              param=name, node=node, input=input_)
+            owner[(node, input_)] = name
+            types.add(spec.type)
+            if decl.has_default:
+                for message in spec.literal_problems(decl.default):
+                    yield Problem(f"default: {message}", param=name, node=node, input=input_)
+        if len(types) > 1:
+            yield Problem(f"bound to inputs of different types: {', '.join(sorted(t.value for t in types))}",
+                          param=name)
+
+
+def _check_outputs(workflow: Workflow, registry: Registry) -> Iterator[Problem]:
+    for name, link in (workflow.outputs or {}).items():
+        for problem in _check_link(workflow, registry, link, None, node=None, input_=None):
+            yield Problem(f"output {name!r} {problem.message}")
+
+
+def _param_infos(workflow: Workflow, registry: Registry) -> dict[str, ParamInfo]:
+    infos = {}
+    for name, decl in workflow.params.items():
+        specs, fallbacks = [], []
+        for node, input_ in decl.bind:
+            target = workflow.nodes[node]
+            spec = registry.get(target.type).input_spec(input_)
+            specs.append(spec)
+            if input_ in target.literals:
+                fallbacks.append((target.literals[input_],))
+            elif not spec.required:
+                fallbacks.append((spec.default,))
+            else:
+                fallbacks.append(None)
+        infos[name] = ParamInfo(name, decl.description, specs[0].type, specs, decl.bind,
+                                decl.has_default, decl.default, fallbacks)
+    return infos
+
+
+def _sink_outputs(workflow: Workflow, registry: Registry, graph) -> dict[str, Link]:
+    """Without declared outputs, every output of every node that feeds no other node."""
+    return {
+        f"{nid}.{out}": Link(nid, out)
+        for nid in workflow.nodes
+        if graph.out_degree(nid) == 0
+        for out in registry.get(workflow.nodes[nid].type).outputs
+    }

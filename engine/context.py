@@ -1,0 +1,59 @@
+"""The narrow view of the engine a node sees while it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .cancel import CancelToken
+from .paths import OutputFiles
+
+
+@dataclass(slots=True)
+class NodeContext:
+    """What a node may use: models, output files, progress, cancellation, a logger, the GPU lock.
+
+    Nothing else of the application is reachable from here, on purpose.
+    """
+
+    job_id: str
+    node_id: str
+    node_type: str
+    models: Any  # the model manager (engine.models), or None where no manager is configured
+    files: OutputFiles
+    log: logging.Logger
+    _cancel: CancelToken
+    _progress: Callable[[float, float | None, str | None], None]
+    _gpu_lock: threading.Lock
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress of this node (e.g. step 3 of 20); safe to call from any thread."""
+        self._progress(done, total, message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job has been asked to stop."""
+        return self._cancel.cancelled
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`engine.errors.Cancelled` if the job was cancelled; call it inside long loops."""
+        self._cancel.raise_if_cancelled()
+
+    @contextmanager
+    def gpu(self) -> Iterator[None]:
+        """Hold the engine-wide lock that serialises GPU work, giving up if the job is cancelled."""
+        while not self._gpu_lock.acquire(timeout=0.05):
+            self._cancel.raise_if_cancelled()
+        try:
+            yield
+        finally:
+            self._gpu_lock.release()
+
+    @property
+    def output_dir(self) -> Path:
+        """Root folder where this node may write files (through ``files``)."""
+        return self.files.root

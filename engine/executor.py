@@ -1,0 +1,359 @@
+"""The engine: compiles workflows once, plans each run against the cache, and runs the DAG."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from . import events as ev
+from .cache import Cache, MemoryCache, NullCache
+from .cancel import CancelToken
+from .compile import CompiledWorkflow, Step, canonical, compile_workflow, step_key
+from .context import NodeContext
+from .errors import Cancelled, FlowError, InvalidWorkflow, NodeFailed, Problem
+from .node import SEED_MAX
+from .paths import OutputFiles
+from .registry import Registry
+from .workflow import Workflow
+
+Listener = Callable[[ev.Event], None]
+
+# Inline (cheap) nodes give the event loop a turn at least this often, so a long chain
+# never starves the gateway or delays a cancel request.
+_YIELD_EVERY_S = 0.005
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run produced: outputs by name, which nodes ran or came from cache, the seeds used."""
+
+    job_id: str
+    outputs: dict[str, Any]
+    executed: list[str]
+    cached: list[str]
+    seeds: dict[str, int]
+    timings: dict[str, float] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+@dataclass(slots=True)
+class Plan:
+    """One run of a compiled workflow: what must execute, what the cache already holds."""
+
+    order: list[str]  # nodes to execute, topologically ordered
+    hits: dict[str, dict[str, Any]]  # node -> cached outputs
+    keys: dict[str, bytes]
+    dynamic: dict[str, dict[str, Any]]  # node -> inputs filled this run (params, drawn seeds)
+    seeds: dict[str, int]
+    roots: set[str]
+    outputs: dict[str, tuple[str, str]]  # result name -> (node, output)
+
+
+class Engine:
+    """Runs workflows. One per process; the faces construct it and share it."""
+
+    def __init__(self, registry: Registry, *, cache: Cache | None = None, models: Any = None,
+                 output_dir: Any = "outputs", workers: int = 4, log: logging.Logger | None = None):
+        self.registry = registry
+        self.cache = cache if cache is not None else MemoryCache(1 << 30)
+        self.models = models
+        self.files = OutputFiles(output_dir)
+        self.log = log or logging.getLogger("flow.engine")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="flow-node")
+        self._gpu_lock = threading.Lock()
+        self._compiled: "weakref.WeakKeyDictionary[Workflow, CompiledWorkflow]" = weakref.WeakKeyDictionary()
+        self._listeners: list[Listener] = []
+
+    @classmethod
+    def from_settings(cls, settings, registry: Registry, *, models: Any = None) -> "Engine":
+        """An engine configured from :class:`engine.settings.Settings`."""
+        cache = MemoryCache(settings.cache_bytes) if settings.cache_bytes > 0 else NullCache()
+        return cls(registry, cache=cache, models=models, output_dir=settings.output_dir, workers=settings.workers)
+
+    def close(self) -> None:
+        """Stop the worker threads (waits for running node work)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Receive every event of every job; returns the function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def compile(self, workflow: Workflow) -> CompiledWorkflow:
+        """Validate and compile ``workflow`` (once per workflow object); raises InvalidWorkflow."""
+        compiled = self._compiled.get(workflow)
+        if compiled is None:
+            compiled = self._compiled[workflow] = compile_workflow(workflow, self.registry)
+        return compiled
+
+    def validate(self, workflow: Workflow, params: dict[str, Any] | None = None) -> list[Problem]:
+        """Every problem with ``workflow`` and ``params`` (empty when it can run)."""
+        try:
+            self.compile(workflow).bind(params or {})
+        except InvalidWorkflow as exc:
+            return exc.problems
+        return []
+
+    def run_sync(self, workflow: Workflow, params: dict[str, Any] | None = None, **kwargs) -> RunResult:
+        """:meth:`run` from synchronous code."""
+        return asyncio.run(self.run(workflow, params, **kwargs))
+
+    async def run(self, workflow: Workflow, params: dict[str, Any] | None = None, *,
+                  outputs: Iterable[str] | None = None, job_id: str | None = None,
+                  listener: Listener | None = None, cancel: CancelToken | None = None) -> RunResult:
+        """Run ``workflow`` with ``params``; returns the requested outputs (all by default).
+
+        Raises InvalidWorkflow before anything runs, NodeFailed when a node raises, and
+        Cancelled when ``cancel`` is cancelled. Exactly one terminal event ends each run.
+        """
+        compiled = self.compile(workflow)
+        filled = compiled.bind(params or {})
+        plan = self.plan(compiled, filled, outputs)
+        job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener else [])],
+                   cancel or CancelToken(), self.log)
+        started = time.perf_counter()
+        job.emit(ev.JobStarted(job.id, to_run=len(plan.order), cached=len(plan.hits)))
+        try:
+            values, timings = await self._execute(compiled, plan, job)
+        except Cancelled as exc:
+            job.emit(ev.JobCancelled(job.id, reason=str(exc)))
+            raise
+        except NodeFailed as exc:
+            job.token.cancel(f"node {exc.node!r} failed")  # stop sibling branches that check it
+            job.emit(ev.JobFailed(job.id, error=exc.kind, message=str(exc), node=exc.node, node_type=exc.node_type))
+            raise
+        except BaseException as exc:
+            job.token.cancel("the engine failed")
+            job.emit(ev.JobFailed(job.id, error="internal", message=f"internal error: {exc!r}"))
+            raise
+        elapsed = time.perf_counter() - started
+        job.emit(ev.JobFinished(job.id, elapsed=elapsed))
+        return RunResult(
+            job_id=job.id,
+            outputs={name: values[node][out] for name, (node, out) in plan.outputs.items()},
+            executed=list(timings), cached=list(plan.hits), seeds=plan.seeds, timings=timings, elapsed=elapsed,
+        )
+
+    def plan(self, compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]],
+             outputs: Iterable[str] | None = None) -> Plan:
+        """Prune to what the requested outputs need, draw seeds, key every node, consult the cache."""
+        steps = compiled.steps
+        names = list(compiled.outputs) if outputs is None else list(outputs)
+        unknown = [n for n in names if n not in compiled.outputs]
+        if unknown:
+            known = ", ".join(compiled.outputs) or "none"
+            raise InvalidWorkflow([Problem(f"unknown output {n!r}; this workflow's outputs are: {known}")
+                                   for n in unknown])
+        wanted = {name: (compiled.outputs[name].node, compiled.outputs[name].output) for name in names}
+        roots = {node for node, _ in wanted.values()}
+        # 1. Every ancestor of the roots (explicit stack: no recursion limit).
+        relevant, stack = set(), list(roots)
+        while stack:
+            nid = stack.pop()
+            if nid not in relevant:
+                relevant.add(nid)
+                stack.extend(steps[nid].sources)
+        order = sorted(relevant, key=compiled.position.__getitem__)
+        # 2. Per-run inputs and keys, in topological order; static keys were computed at compile.
+        dynamic: dict[str, dict[str, Any]] = {}
+        seeds: dict[str, int] = {}
+        keys: dict[str, bytes] = {}
+        for nid in order:
+            step = steps[nid]
+            if step.seed_input is not None:
+                seed = filled.get(nid, {}).get(step.seed_input, step.literals.get(step.seed_input))
+                if seed is None:
+                    seed = secrets.randbelow(min(SEED_MAX, 2**32))
+                    dynamic.setdefault(nid, dict(filled.get(nid, {})))[step.seed_input] = seed
+                seeds[nid] = seed
+            if step.key is not None:
+                keys[nid] = step.key
+                continue
+            inputs = dynamic.get(nid) or filled.get(nid)
+            if inputs and nid not in dynamic:
+                dynamic[nid] = inputs
+            salt = canonical(inputs) if inputs else b""
+            if step.cls.volatile:
+                salt += secrets.token_bytes(16)  # never equal to any other run's key
+            keys[nid] = step_key(step, salt, [keys[src] for _, src, _ in step.links])
+        # 3. From the roots back: a cache hit needs none of its ancestors.
+        hits: dict[str, dict[str, Any]] = {}
+        needed, seen, stack = set(), set(), list(roots)
+        while stack:
+            nid = stack.pop()
+            if nid in seen:
+                continue
+            seen.add(nid)
+            step = steps[nid]
+            found = None if step.cls.volatile else self.cache.get(keys[nid])
+            if found is not None:
+                hits[nid] = found
+            else:
+                needed.add(nid)
+                stack.extend(step.sources)
+        return Plan(
+            order=[nid for nid in order if nid in needed], hits=hits, keys=keys, dynamic=dynamic,
+            seeds={nid: s for nid, s in seeds.items() if nid in needed or nid in hits},
+            roots=roots, outputs=wanted,
+        )
+
+    async def _execute(self, compiled: CompiledWorkflow, plan: Plan, job: "_Job"):
+        """The core loop: start what is ready, collect what finished, release what is no longer needed."""
+        steps, loop = compiled.steps, asyncio.get_running_loop()
+        values: dict[str, dict[str, Any]] = dict(plan.hits)
+        for nid in plan.hits:
+            job.emit(ev.NodeCached(job.id, node=nid, node_type=steps[nid].cls.type))
+        to_run = set(plan.order)
+        waiting = {nid: sum(src in to_run for src in steps[nid].sources) for nid in plan.order}
+        uses: dict[str, int] = {}
+        for nid in plan.order:
+            for src in steps[nid].sources:
+                uses[src] = uses.get(src, 0) + 1
+        ready = deque(nid for nid in plan.order if waiting[nid] == 0)
+        running: dict[asyncio.Future, tuple[str, float]] = {}
+        timings: dict[str, float] = {}
+        cancelled = job.token.waiter()
+        last_yield = time.perf_counter()
+        try:
+            while ready or running:
+                job.token.raise_if_cancelled()
+                while ready:
+                    nid = ready.popleft()
+                    step = steps[nid]
+                    started = time.perf_counter()
+                    outcome = self._start(step, plan, values, job, loop)
+                    if isinstance(outcome, asyncio.Future):
+                        running[outcome] = (nid, started)
+                    else:
+                        timings[nid] = self._finish(step, plan, outcome, started, values, uses, job)
+                        ready.extend(c for c in step.consumers if c in to_run and _ready(waiting, c))
+                    if started - last_yield > _YIELD_EVERY_S:
+                        await asyncio.sleep(0)
+                        last_yield = time.perf_counter()
+                        job.token.raise_if_cancelled()
+                if not running:
+                    continue
+                done, _ = await asyncio.wait([*running, cancelled], return_when=asyncio.FIRST_COMPLETED)
+                last_yield = time.perf_counter()
+                for fut in done:
+                    if fut is cancelled:
+                        continue
+                    nid, started = running.pop(fut)
+                    step = steps[nid]
+                    outputs = _result(fut, step, job)
+                    timings[nid] = self._finish(step, plan, outputs, started, values, uses, job)
+                    ready.extend(c for c in step.consumers if c in to_run and _ready(waiting, c))
+            return values, timings
+        finally:
+            cancelled.cancel()
+            for fut in running:
+                fut.cancel()  # async nodes stop now; thread work sees the token and its result is dropped
+
+    def _start(self, step: Step, plan: Plan, values, job: "_Job", loop) -> dict | asyncio.Future:
+        """Run an inline node now (its outputs), or start a thread/async one (a future)."""
+        inputs = dict(step.literals)
+        extra = plan.dynamic.get(step.id)
+        if extra:
+            inputs.update(extra)
+        for name, src, out in step.links:
+            inputs[name] = values[src][out]
+        job.emit(ev.NodeStarted(job.id, node=step.id, node_type=step.cls.type))
+        ctx = NodeContext(job.id, step.id, step.cls.type, self.models, self.files,
+                          self.log.getChild(step.id), job.token, job.progress_reporter(step, loop),
+                          self._gpu_lock)
+        if step.cls.is_async():
+            return asyncio.ensure_future(step.run(ctx, **inputs))
+        if step.cls.blocking:
+            return loop.run_in_executor(self._pool, lambda: step.run(ctx, **inputs))
+        try:
+            outputs = step.run(ctx, **inputs)
+        except Exception as exc:
+            raise _failure(step, exc, job) from exc
+        return _checked(step, outputs, job)
+
+    def _finish(self, step: Step, plan: Plan, outputs: dict, started: float, values, uses, job: "_Job") -> float:
+        """Store a node's outputs (and cache them), release inputs nothing else needs; its duration."""
+        elapsed = time.perf_counter() - started
+        values[step.id] = outputs
+        if not step.cls.volatile:
+            self.cache.put(plan.keys[step.id], outputs)
+        for src in step.sources:
+            uses[src] -= 1
+            if uses[src] == 0 and src not in plan.roots:
+                del values[src]
+        job.emit(ev.NodeFinished(job.id, node=step.id, node_type=step.cls.type, elapsed=elapsed))
+        return elapsed
+
+
+def _ready(waiting: dict[str, int], nid: str) -> bool:
+    waiting[nid] -= 1
+    return waiting[nid] == 0
+
+
+def _result(fut: asyncio.Future, step: Step, job: "_Job") -> dict:
+    try:
+        outputs = fut.result()
+    except Cancelled:
+        raise
+    except Exception as exc:
+        raise _failure(step, exc, job) from exc
+    return _checked(step, outputs, job)
+
+
+def _failure(step: Step, exc: Exception, job: "_Job") -> Exception:
+    if isinstance(exc, Cancelled):
+        return exc
+    job.emit(ev.NodeFailed(job.id, node=step.id, node_type=step.cls.type, message=str(exc) or type(exc).__name__))
+    return NodeFailed(step.id, step.cls.type, exc)
+
+
+def _checked(step: Step, outputs: Any, job: "_Job") -> dict:
+    """A node must return a dict with exactly its declared outputs."""
+    if not isinstance(outputs, dict) or outputs.keys() != step.cls.outputs.keys():
+        got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+        raise _failure(step, TypeError(f"run() returned {got}; expected a dict with outputs "
+                                       f"{sorted(step.cls.outputs)}"), job)
+    return outputs
+
+
+class _Job:
+    """Per-run state the executor threads through: id, listeners, cancel token."""
+
+    __slots__ = ("id", "listeners", "token", "log", "loop_thread")
+
+    def __init__(self, job_id: str, listeners: list[Listener], token: CancelToken, log: logging.Logger):
+        self.id = job_id
+        self.listeners = listeners
+        self.token = token
+        self.log = log
+        self.loop_thread = threading.get_ident()
+
+    def emit(self, event: ev.Event) -> None:
+        """Deliver ``event`` to every listener; a failing listener is logged, never fatal to the job."""
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                self.log.exception("event listener %r failed on %s", listener, event.kind)
+
+    def progress_reporter(self, step: Step, loop) -> Callable[[float, float | None, str | None], None]:
+        """A thread-safe function that emits progress events for ``step`` on the loop's thread."""
+        job_id, node, node_type = self.id, step.id, step.cls.type
+
+        def report(done: float, total: float | None = None, message: str | None = None) -> None:
+            event = ev.NodeProgress(job_id, node=node, node_type=node_type, done=done, total=total, message=message)
+            if threading.get_ident() == self.loop_thread:
+                self.emit(event)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(self.emit, event)
+
+        return report

@@ -1,0 +1,38 @@
+"""The one place networkx meets flow's types: a workflow as a directed graph of node ids."""
+
+from __future__ import annotations
+
+from .workflow import Workflow
+
+
+def to_graph(workflow: Workflow):
+    """A ``networkx.DiGraph`` with an edge source -> consumer for every link to an existing node."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(workflow.nodes)
+    graph.add_edges_from(
+        (link.node, nid)
+        for nid, decl in workflow.nodes.items()
+        for link in decl.links.values()
+        if link.node in workflow.nodes
+    )
+    return graph
+
+
+def cycles(graph) -> list[list[str]]:
+    """Each cycle's node ids (strongly connected components, found iteratively, no recursion)."""
+    import networkx as nx
+
+    found = []
+    for component in nx.strongly_connected_components(graph):
+        if len(component) > 1 or any(graph.has_edge(n, n) for n in component):
+            found.append(sorted(component))
+    return sorted(found)
+
+
+def topological_order(graph) -> list[str]:
+    """Node ids so that every source comes before its consumers; ties broken by id for stable runs."""
+    import networkx as nx
+
+    return list(nx.lexicographical_topological_sort(graph))

@@ -1,0 +1,70 @@
+"""Safe paths under a root folder: the one helper every file access of flow goes through."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import FlowError
+
+
+class UnsafePath(FlowError):
+    """A path that would leave its root folder (``..``, absolute, a symlink pointing out)."""
+
+    kind = "unsafe_path"
+
+
+def safe_join(root: str | os.PathLike, relative: str) -> Path:
+    """Join ``relative`` under ``root`` and refuse anything that resolves outside it.
+
+    Real paths are compared (symlinks resolved) with ``commonpath``, never ``abspath``
+    prefixes: a symlink planted inside the root cannot lead out of it.
+    """
+    if "\x00" in relative:
+        raise UnsafePath(f"path {relative!r} contains a NUL byte")
+    if os.path.isabs(relative):
+        raise UnsafePath(f"path {relative!r} is absolute; give a path relative to {os.fspath(root)!r}")
+    real_root = os.path.realpath(root)
+    candidate = os.path.realpath(os.path.join(real_root, relative))
+    if os.path.commonpath([real_root, candidate]) != real_root:
+        raise UnsafePath(f"path {relative!r} leaves the folder {os.fspath(root)!r}")
+    return Path(candidate)
+
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}(/[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}){0,7}$")
+
+
+class OutputFiles:
+    """Allocates new files under the output folder, never overwriting one."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def new_path(self, prefix: str, suffix: str) -> Path:
+        """Create and return a fresh file ``<prefix>_00001<suffix>`` (counter bumped until free).
+
+        ``prefix`` may name sub-folders (``texts/story``); it must stay under the root.
+        """
+        if not _PREFIX.match(prefix):
+            raise UnsafePath(
+                f"file prefix {prefix!r} is not allowed; use letters, digits, '_', '-', '.', "
+                "and '/' between folder names (no leading '/' or '..')"
+            )
+        if not re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix):
+            raise UnsafePath(f"file suffix {suffix!r} is not allowed; use e.g. '.txt'")
+        self.root.mkdir(parents=True, exist_ok=True)
+        base = safe_join(self.root, prefix)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        safe_join(self.root, os.path.relpath(base.parent, os.path.realpath(self.root)))
+        counter = 1
+        while True:
+            path = base.with_name(f"{base.name}_{counter:05d}{suffix}")
+            try:
+                # "x" mode: atomic create-if-absent, so concurrent nodes never share a file.
+                with open(path, "x"):
+                    return path
+            except FileExistsError:
+                counter += 1

@@ -1,0 +1,16 @@
+"""Every node flow ships, listed explicitly (code is listed, never discovered by scanning)."""
+
+from engine import Registry
+
+from . import data, primitives, text
+
+NODES = [
+    primitives.Text, primitives.Int, primitives.Float, primitives.Bool, primitives.Json,
+    text.Template, text.Join, text.Save,
+    data.Get, data.Save,
+]
+
+
+def registry() -> Registry:
+    """The registry of every node above; raises on a duplicate type."""
+    return Registry(NODES)

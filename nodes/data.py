@@ -1,0 +1,66 @@
+"""JSON nodes that need no model: pick a field, save to the output folder."""
+
+import json
+
+from engine import INT, JSON, TEXT, Input, Node, Output
+
+
+def _walk(value, path: str):
+    """Follow a dotted path (``a.b.0.c``); integers index arrays."""
+    current = value
+    walked = []
+    for part in path.split(".") if path else []:
+        walked.append(part)
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.lstrip("-").isdigit() and -len(current) <= int(part) < len(current):
+            current = current[int(part)]
+        else:
+            raise KeyError(".".join(walked))
+    return current
+
+
+class Get(Node):
+    """Pick a field out of a JSON value by a dotted path such as ``choices.0.text``."""
+
+    type = "json.get"
+    blocking = False
+    inputs = {
+        "value": Input(JSON, "the JSON value to read"),
+        "path": Input(TEXT, "dotted path; integers index arrays; empty for the value itself", default=""),
+        "default": Input(JSON, "returned when the path is missing; null makes a missing path an error",
+                         default=None),
+    }
+    outputs = {
+        "value": Output(JSON, "the field"),
+        "text": Output(TEXT, "the field as text: strings as they are, anything else as JSON"),
+    }
+
+    def run(self, ctx, value, path, default):
+        try:
+            found = _walk(value, path)
+        except KeyError as exc:
+            if default is None:
+                raise KeyError(f"path {path!r} not found (missing at {exc.args[0]!r}); "
+                               "give `default` to allow a missing field") from None
+            found = default
+        text = found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
+        return {"value": found, "text": text}
+
+
+class Save(Node):
+    """Save a JSON value to a new file in the output folder."""
+
+    type = "json.save"
+    volatile = True  # writing a file is the point: every run writes one
+    inputs = {
+        "value": Input(JSON, "the value to save"),
+        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="json/flow", maxLength=200),
+        "indent": Input(INT, "spaces of indentation; 0 writes one line", default=2, minimum=0, maximum=8),
+    }
+    outputs = {"path": Output(TEXT, "path of the file written")}
+
+    def run(self, ctx, value, prefix, indent):
+        path = ctx.files.new_path(prefix, ".json")
+        path.write_text(json.dumps(value, ensure_ascii=False, indent=indent or None) + "\n", encoding="utf-8")
+        return {"path": str(path)}
