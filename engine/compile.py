@@ -172,7 +172,8 @@ def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow
         steps[nid] = step = _step(workflow.nodes[nid], registry, tuple(sorted(bound.get(nid, ()))))
         step.dynamic = step.dynamic or any(steps[s].dynamic for s in step.sources)
         if not step.dynamic:
-            step.key = step_key(step, b"", [steps[s].key for _, s, _ in step.links])
+            salt = canonical({step.seed_input: step.literals[step.seed_input]}) if step.seed_input else b""
+            step.key = step_key(step, salt, [steps[s].key for _, s, _ in step.links])
     for nid in order:
         steps[nid].consumers = tuple(graph.successors(nid))
     outputs = workflow.outputs if workflow.outputs is not None else _sink_outputs(workflow, registry, graph)
@@ -197,7 +198,10 @@ def _step(decl, registry: Registry, bound: tuple[str, ...]) -> Step:
     links = tuple(sorted((name, link.node, link.output) for name, link in decl.links.items()))
     seed_input = next((name for name, spec in cls.inputs.items() if spec.seed), None)
     unset_seed = seed_input is not None and seed_input not in bound and literals.get(seed_input) is None
-    static = hashlib.blake2b(canonical([cls.type, cls.version, literals, [[i, o] for i, _, o in links], bound]),
+    # The seed enters the key with the per-run inputs (see seed_salt), so a drawn seed and the
+    # same seed written as a literal give one key: re-running with a reported seed hits the cache.
+    keyed = {name: value for name, value in literals.items() if name != seed_input}
+    static = hashlib.blake2b(canonical([cls.type, cls.version, keyed, [[i, o] for i, _, o in links], bound]),
                              digest_size=16).digest()
     return Step(
         id=decl.id, cls=cls, run=registry.instance(decl.type).run, literals=literals, links=links,

@@ -118,7 +118,7 @@ class Engine:
         compiled = self.compile(workflow)
         filled = compiled.bind(params or {})
         plan = self.plan(compiled, filled, outputs)
-        job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener else [])],
+        job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
                    cancel or CancelToken(), self.log)
         started = time.perf_counter()
         job.emit(ev.JobStarted(job.id, to_run=len(plan.order), cached=len(plan.hits)))
@@ -169,18 +169,18 @@ class Engine:
         keys: dict[str, bytes] = {}
         for nid in order:
             step = steps[nid]
+            inputs = filled.get(nid)
             if step.seed_input is not None:
-                seed = filled.get(nid, {}).get(step.seed_input, step.literals.get(step.seed_input))
+                seed = (inputs or {}).get(step.seed_input, step.literals.get(step.seed_input))
                 if seed is None:
                     seed = secrets.randbelow(min(SEED_MAX, 2**32))
-                    dynamic.setdefault(nid, dict(filled.get(nid, {})))[step.seed_input] = seed
                 seeds[nid] = seed
+                inputs = {**(inputs or {}), step.seed_input: seed}
+            if inputs:
+                dynamic[nid] = inputs
             if step.key is not None:
                 keys[nid] = step.key
                 continue
-            inputs = dynamic.get(nid) or filled.get(nid)
-            if inputs and nid not in dynamic:
-                dynamic[nid] = inputs
             salt = canonical(inputs) if inputs else b""
             if step.cls.volatile:
                 salt += secrets.token_bytes(16)  # never equal to any other run's key
