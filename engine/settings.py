@@ -1,0 +1,91 @@
+"""Settings: one immutable value the faces read once (from the environment) and pass down.
+
+The engine itself never reads the environment; `Settings.from_env` is called by the faces.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+_PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "flow"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything flow can be configured with; each field maps to a ``FLOW_*`` variable."""
+
+    #: where saved files (texts, images, audio, video) go
+    output_dir: Path = field(default_factory=lambda: Path("outputs"))
+    #: saved workflows (each gateway endpoint is one)
+    workflows_dir: Path = field(default_factory=lambda: _PROJECT / "workflows")
+    #: upper bound of the in-memory output cache, in bytes (0 turns the cache off)
+    cache_bytes: int = 1 << 30
+    #: threads that run blocking node work (independent branches overlap up to this many)
+    workers: int = 4
+    #: model store: Hugging Face cache in `hf/`, local model folders in `local/`
+    models_dir: Path = field(default_factory=lambda: _data_home() / "models")
+    #: more folders where local model directories may live, separated by ':' (refs must stay inside)
+    model_roots: str = ""
+    #: compute device for torch models: "" probes (GPU if torch sees one, else CPU), or "cpu"/"cuda"
+    model_device: str = ""
+    #: bytes of the device the model manager may fill; 0 = detected (GPU memory minus the reserve),
+    #: or 12 GiB minus the reserve on a CPU-only machine, where the budget is accounting only
+    gpu_budget_bytes: int = 0
+    #: bytes of GPU memory kept free for activations when the budget is detected
+    gpu_reserve_bytes: int = 2 << 30
+    #: bytes of CPU RAM for models offloaded from the GPU; 0 = half of the machine's RAM
+    cpu_budget_bytes: int = 0
+    #: the Ollama server sharing the GPU, e.g. http://127.0.0.1:11434 ("" = none)
+    ollama_url: str = ""
+    #: pull a missing model on first use instead of failing with the pull command
+    pull_on_demand: bool = False
+    #: Hugging Face endpoint for pulls (a mirror, or a local server in tests)
+    hf_endpoint: str = "https://huggingface.co"
+    #: Hugging Face token for gated or private repos; faces fill it from HF_TOKEN (never printed)
+    hf_token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Read ``FLOW_<FIELD>`` variables (e.g. ``FLOW_CACHE_BYTES``); explicit overrides win."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f"FLOW_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, raw, cls.__dataclass_fields__[f.name].type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def _coerce(name: str, raw: str, annotation: str):
+    """Turn an environment string into the field's type, with an error that names the variable."""
+    kind = str(annotation)
+    try:
+        if "Path" in kind:
+            return Path(raw).expanduser()
+        if "int" in kind:
+            return int(raw.replace("_", ""))
+        if "float" in kind:
+            return float(raw)
+        if "bool" in kind:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise ValueError(f"FLOW_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw
