@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -124,7 +125,14 @@ def _validator():
 
 
 def schema_problems(doc: Any) -> list[Problem]:
-    """Every way ``doc`` breaks the workflow schema, each located by node, input or param."""
+    """Every way ``doc`` breaks the workflow schema, each located by node, input or param.
+
+    The schema is the source of truth and jsonschema reports the problems; a hand-written
+    predicate that accepts exactly what the schema accepts (tests check the two agree)
+    spares valid documents jsonschema's ~100 us per node.
+    """
+    if _conforms(doc):
+        return []
     problems = []
     for err in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         problems.append(_locate(err))
@@ -146,3 +154,77 @@ def _locate(err) -> Problem:
     if err.validator == "additionalProperties" and not path:
         message += "; a workflow has nodes, params, outputs, name, description and version"
     return Problem(message + suffix, node=node, input=input_, param=param)
+
+
+# ---- fast path: mirrors workflow.schema.json; tests/test_workflow_schema.py holds them equal ----
+
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_TOP_KEYS = frozenset({"name", "description", "version", "nodes", "params", "outputs"})
+_NODE_KEYS = frozenset({"type", "inputs", "meta"})
+_LINK_KEYS = frozenset({"from", "output"})
+_PARAM_KEYS = frozenset({"description", "default", "bind"})
+_BIND_KEYS = frozenset({"node", "input"})
+
+
+def _matches(pattern: re.Pattern, value: Any) -> bool:
+    # re.search, as jsonschema does, so both accept the same strings
+    return isinstance(value, str) and pattern.search(value) is not None
+
+
+def _is_link(value: Any) -> bool:
+    return (type(value) is dict and value.keys() == _LINK_KEYS and _matches(_ID, value["from"])
+            and isinstance(value["output"], str) and 1 <= len(value["output"]) <= 128)
+
+
+def _is_integer(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+
+
+def _conforms(doc: Any) -> bool:
+    """True when ``doc`` satisfies workflow.schema.json (a fast predicate, no messages)."""
+    if type(doc) is not dict or not doc.keys() <= _TOP_KEYS or "nodes" not in doc:
+        return False
+    if "name" in doc and not (isinstance(doc["name"], str) and len(doc["name"]) <= 200):
+        return False
+    if "description" in doc and not isinstance(doc["description"], str):
+        return False
+    if "version" in doc and not (isinstance(doc["version"], str) or _is_integer(doc["version"])):
+        return False
+    nodes = doc["nodes"]
+    if type(nodes) is not dict or not nodes:
+        return False
+    for nid, node in nodes.items():
+        if not _matches(_ID, nid) or type(node) is not dict or not node.keys() <= _NODE_KEYS:
+            return False
+        if not _matches(_TYPE, node.get("type")):
+            return False
+        if "meta" in node and type(node["meta"]) is not dict:
+            return False
+        inputs = node.get("inputs", {})
+        if type(inputs) is not dict:
+            return False
+        for name, value in inputs.items():
+            if len(name) > 128 or (type(value) is dict and "from" in value and not _is_link(value)):
+                return False
+    params = doc.get("params", {})
+    if type(params) is not dict:
+        return False
+    for name, param in params.items():
+        if not _matches(_NAME, name) or type(param) is not dict or not param.keys() <= _PARAM_KEYS:
+            return False
+        if not isinstance(param.get("description"), str):
+            return False
+        bind = param.get("bind")
+        if type(bind) is not list or not bind:
+            return False
+        for item in bind:
+            if (type(item) is not dict or item.keys() != _BIND_KEYS or not _matches(_ID, item["node"])
+                    or not isinstance(item["input"], str)):
+                return False
+    outputs = doc.get("outputs", {})
+    if type(outputs) is not dict:
+        return False
+    return all(_matches(_NAME, name) and _is_link(link) for name, link in outputs.items())
