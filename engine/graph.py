@@ -32,7 +32,7 @@ def cycles(graph) -> list[list[str]]:
 
 
 def topological_order(graph) -> list[str]:
-    """Node ids so that every source comes before its consumers; ties broken by id for stable runs."""
+    """Node ids so that every source comes before its consumers; stable (document order) across runs."""
     import networkx as nx
 
-    return list(nx.lexicographical_topological_sort(graph))
+    return list(nx.topological_sort(graph))
