@@ -328,7 +328,7 @@ def _checked(step: Step, outputs: Any, job: "_Job") -> dict:
 class _Job:
     """Per-run state the executor threads through: id, listeners, cancel token."""
 
-    __slots__ = ("id", "listeners", "token", "log", "loop_thread")
+    __slots__ = ("id", "listeners", "token", "log", "loop_thread", "ended")
 
     def __init__(self, job_id: str, listeners: list[Listener], token: CancelToken, log: logging.Logger):
         self.id = job_id
@@ -336,9 +336,16 @@ class _Job:
         self.token = token
         self.log = log
         self.loop_thread = threading.get_ident()
+        self.ended = False
 
     def emit(self, event: ev.Event) -> None:
-        """Deliver ``event`` to every listener; a failing listener is logged, never fatal to the job."""
+        """Deliver ``event`` to every listener; a failing listener is logged, never fatal to the job.
+
+        Nothing is delivered after the terminal event (an abandoned thread may still report).
+        """
+        if self.ended:
+            return
+        self.ended = event.terminal
         for listener in self.listeners:
             try:
                 listener(event)

@@ -123,6 +123,23 @@ def test_executor_cancel_mid_graph_stops_promptly(engine, events, cooperative):
     assert [e.kind for e in terminal] == ["job.cancelled"] and events[-1] is terminal[0]
 
 
+def test_executor_abandoned_thread_reports_nothing_after_the_terminal_event(engine, events):
+    """A node that ignores cancellation keeps running in its thread; its progress is dropped."""
+    wf = G().node("slow", "zoo.sleep", seconds=0.5, cooperative=False).output("v", "slow", "value").build()
+
+    async def scenario():
+        token = CancelToken()
+        task = asyncio.ensure_future(engine.run(wf, listener=events, cancel=token))
+        await asyncio.sleep(0.1)
+        token.cancel()
+        with pytest.raises(Cancelled):
+            await task
+        await asyncio.sleep(0.6)  # the thread finishes meanwhile, reporting progress
+
+    asyncio.run(scenario())
+    assert events[-1].kind == "job.cancelled"
+
+
 def test_executor_cancel_inside_long_inline_chain(engine, events):
     token = CancelToken()
 
