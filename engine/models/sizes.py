@@ -1,0 +1,75 @@
+"""What the manager needs to know about a loaded model: its bytes, how to move it, how to shrink it.
+
+A "model" is whatever a loader returned: a torch module, a diffusers pipeline (anything with
+a `components` dict), or a tuple/list/dict of those (e.g. a model with its tokenizer).
+Parts that are not torch modules (tokenizers, schedulers) weigh nothing and do not move.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+# diffusers' lower-memory switches, cheapest first; each is used only if the pipeline has it.
+LOW_MEMORY_METHODS = ("enable_vae_slicing", "enable_vae_tiling", "enable_attention_slicing")
+CPU_OFFLOAD_METHOD = "enable_model_cpu_offload"
+
+
+def _modules(model: Any, seen: set[int] | None = None) -> Iterator[Any]:
+    """Every torch module inside a model, each once."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if id(model) in seen:
+        return
+    seen.add(id(model))
+    if isinstance(model, torch.nn.Module):
+        yield model
+    elif isinstance(getattr(model, "components", None), dict):
+        for part in model.components.values():
+            yield from _modules(part, seen)
+    elif isinstance(model, dict):
+        for part in model.values():
+            yield from _modules(part, seen)
+    elif isinstance(model, (list, tuple)):
+        for part in model:
+            yield from _modules(part, seen)
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes held by all parameters and buffers (tied or shared tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for module in _modules(model):
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def move(model: Any, device: str) -> None:
+    """Move a model (every module in it) to `device`, in place."""
+    if hasattr(model, "to") and isinstance(getattr(model, "components", None), dict):
+        model.to(device)  # a pipeline moves its own components and keeps its bookkeeping right
+        return
+    for module in _modules(model):
+        module.to(device)
+
+
+def lower_memory(model: Any, device: str) -> list[str]:
+    """Switch on every lower-memory mode the model supports; return the names of those switched on.
+
+    Model CPU offload (diffusers) is only meaningful with a GPU and hands placement over to
+    accelerate's hooks, so it comes last and only when `device` is not the CPU.
+    """
+    done = []
+    for name in LOW_MEMORY_METHODS:
+        method = getattr(model, name, None)
+        if callable(method):
+            method()
+            done.append(name)
+    offload = getattr(model, CPU_OFFLOAD_METHOD, None)
+    if device != "cpu" and callable(offload):
+        offload()
+        done.append(CPU_OFFLOAD_METHOD)
+    return done
