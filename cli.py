@@ -233,5 +233,82 @@ def doctor(as_json, profile, env_file):
         sys.exit(EXIT_FAILED)
 
 
+def _model_manager():
+    import os
+
+    from engine.models import ModelManager
+
+    # The face reads HF_TOKEN once; the engine never reads the environment.
+    return ModelManager.from_settings(_settings(), hf_token=os.environ.get("HF_TOKEN"))
+
+
+def _pull_bar():
+    """A one-line progress display on stderr for PullProgress reports."""
+    last = {"line": ""}
+
+    def show(p) -> None:
+        if p.total:
+            done = p.completed or 0
+            line = f"{p.status[:40]:<40} {done / 2**20:9.1f} / {p.total / 2**20:.1f} MiB {100 * done / p.total:5.1f}%"
+        else:
+            line = p.status[:80]
+        if line != last["line"]:
+            click.echo(f"\r{line:<80}", nl=False, err=True)
+            last["line"] = line
+
+    return show
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--variant", default=None, help="weights variant to fetch, e.g. fp16 (Hugging Face)")
+def pull(ref, variant):
+    """Fetch a model (hf:ORG/NAME[@REV] or ollama:NAME[:TAG]); an interrupted pull resumes when run again."""
+    from engine.errors import FlowError
+
+    store = _model_manager().store
+    try:
+        folder = store.pull(ref, variant=variant, progress=_pull_bar())
+    except FlowError as exc:
+        click.echo("", err=True)
+        raise click.ClickException(str(exc)) from exc
+    click.echo("", err=True)
+    click.echo(f"pulled {ref}" + (f" into {folder}" if folder else ""))
+
+
+@main.group("models", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON list")
+@click.pass_context
+def models_command(ctx, as_json):
+    """List the models on this machine (Hugging Face, local folders, Ollama) with sizes and places."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = _model_manager().store.list()
+    if as_json:
+        click.echo(json.dumps([m.to_json() for m in found], indent=2))
+        return
+    if not found:
+        click.echo("no models yet; fetch one with: flow pull hf:ORG/NAME or flow pull ollama:NAME")
+    for m in found:
+        click.echo(f"{m.ref:<50} {m.size / 2**30:8.2f} GiB  {m.location}")
+
+
+@models_command.command("loaded")
+@click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
+def models_loaded(as_json):
+    """Show the model manager's device, budget, loaded models and counters (this process only)."""
+    manager = _model_manager()
+    manager.device  # probe the device and budget so the report names them
+    report = manager.report()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    click.echo(f"device: {report.device or 'not probed (no model leased in this process)'}")
+    click.echo(f"budget: {report.budget / 2**30:.2f} GiB ({report.budget_source}); used {report.used / 2**30:.2f} GiB")
+    for m in report.models:
+        click.echo(f"  {m.ref:<48} {m.size / 2**30:7.2f} GiB  {m.place:<6} pinned={m.pinned}")
+    click.echo("counters: " + ", ".join(f"{k}={v}" for k, v in vars(report.counters).items()))
+
+
 if __name__ == "__main__":
     main()
