@@ -34,10 +34,15 @@ def _settings(**overrides):
 
 
 def _engine(settings):
+    """The engine every command shares, with its model manager (lazy: torch loads on first lease)."""
+    import os
+
     import nodes
     from engine import Engine
+    from engine.models import ModelManager
 
-    return Engine.from_settings(settings, nodes.registry())
+    models = ModelManager.from_settings(settings, hf_token=os.environ.get("HF_TOKEN"))
+    return Engine.from_settings(settings, nodes.registry(), models=models)
 
 
 def _load(path: str, settings):

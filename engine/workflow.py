@@ -47,7 +47,7 @@ class ParamDecl:
 class Workflow:
     """A parsed, schema-valid workflow document. Build it with `load`, `loads` or `from_dict`."""
 
-    __slots__ = ("doc", "name", "description", "nodes", "params", "outputs", "source", "__weakref__")
+    __slots__ = ("doc", "name", "description", "endpoint", "nodes", "params", "outputs", "source", "__weakref__")
 
     def __init__(self, doc: dict, source: str | None = None):
         problems = schema_problems(doc)
@@ -57,6 +57,7 @@ class Workflow:
         self.source = source
         self.name: str = doc.get("name") or (Path(source).stem if source else "workflow")
         self.description: str = doc.get("description", "")
+        self.endpoint: str | None = doc.get("endpoint")
         self.nodes: dict[str, NodeDecl] = {nid: _node(nid, body) for nid, body in doc["nodes"].items()}
         self.params: dict[str, ParamDecl] = {
             name: ParamDecl(
@@ -152,7 +153,7 @@ def _locate(err) -> Problem:
     suffix = f" (at {'/'.join(rest)})" if rest else ""
     message = err.message
     if err.validator == "additionalProperties" and not path:
-        message += "; a workflow has nodes, params, outputs, name, description and version"
+        message += "; a workflow has nodes, params, outputs, name, description, version and endpoint"
     return Problem(message + suffix, node=node, input=input_, param=param)
 
 
@@ -161,7 +162,8 @@ def _locate(err) -> Problem:
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_TOP_KEYS = frozenset({"name", "description", "version", "nodes", "params", "outputs"})
+_TOP_KEYS = frozenset({"name", "description", "version", "endpoint", "nodes", "params", "outputs"})
+_ENDPOINT = re.compile(r"^(/[a-z0-9][a-z0-9_-]{0,31}){1,4}$")
 _NODE_KEYS = frozenset({"type", "inputs", "meta"})
 _LINK_KEYS = frozenset({"from", "output"})
 _PARAM_KEYS = frozenset({"description", "default", "bind"})
@@ -190,6 +192,8 @@ def _conforms(doc: Any) -> bool:
     if "name" in doc and not (isinstance(doc["name"], str) and len(doc["name"]) <= 200):
         return False
     if "description" in doc and not isinstance(doc["description"], str):
+        return False
+    if "endpoint" in doc and not _matches(_ENDPOINT, doc["endpoint"]):
         return False
     if "version" in doc and not (isinstance(doc["version"], str) or _is_integer(doc["version"])):
         return False

@@ -11,7 +11,7 @@ import pytest
 from engine.workflow import SCHEMA_PATH, _conforms, _validator
 
 BASE = {
-    "name": "n", "description": "d", "version": 1,
+    "name": "n", "description": "d", "version": 1, "endpoint": "/text/gen",
     "nodes": {
         "a": {"type": "zoo.inc", "inputs": {"x": 1, "lit": {"not_from": 1}}, "meta": {"pos": [0, 0]}},
         "b": {"type": "zoo.add", "inputs": {"a": {"from": "a", "output": "x"}, "b": [1, {"k": "v"}]}},
@@ -22,7 +22,7 @@ BASE = {
 
 ODD_VALUES = [
     None, True, False, 0, 1, -1, 1.0, 1.5, "", "x", "a.b", "zoo.inc", "Bad.Type", "a\n", "9id", "_x", "x" * 129,
-    "x" * 201, "é", [], [1], [{}], [{"node": "a", "input": "x"}], [{"node": "a"}], {},
+    "x" * 201, "é", "/a", "/a/b/c/d/e", "/A", "/x/", "/x//y", "/" + "a" * 33, [], [1], [{}], [{"node": "a", "input": "x"}], [{"node": "a"}], {},
     {"from": "a", "output": "x"}, {"from": "a"}, {"from": 1, "output": "x"}, {"from": "a", "output": ""},
     {"from": "a", "output": "x", "extra": 1}, {"from": "bad id", "output": "x"}, {"type": "zoo.inc"},
     {"description": "d", "bind": [{"node": "a", "input": "x"}]}, {"k": 1},
