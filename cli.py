@@ -1,4 +1,4 @@
-"""The `flow` command: run and validate workflows, list nodes (and, as they land, serve and models).
+"""The `flow` command: run workflows and endpoints (here or on a gateway), serve, models, doctor.
 
 Only click is imported at module level: `flow --help` stays fast and never loads the engine's
 dependencies, let alone torch.
@@ -18,7 +18,67 @@ EXIT_INVALID = 2  # the workflow or a param is invalid (also click's usage error
 EXIT_CANCELLED = 130  # interrupted (Ctrl-C)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class FlowCLI(click.Group):
+    """The `flow` group: built-in commands plus one command per saved endpoint workflow.
+
+    `/hello` becomes `flow hello`, `/text/gen` becomes `flow text gen`. Listing them reads only
+    the workflows' JSON; a command's options are built from the workflow when it is used.
+    """
+
+    def _endpoints(self) -> dict[str, dict[str, tuple[str, object, str]]]:
+        """First path segment -> {rest of the path or "": (endpoint path, workflow file, description)}."""
+        from pathlib import Path
+
+        folder = Path(_settings().workflows_dir)
+        tree: dict[str, dict[str, tuple[str, object, str]]] = {}
+        for path in sorted(folder.glob("*.json")):
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                endpoint, about = doc.get("endpoint"), str(doc.get("description") or path.stem)
+            except (OSError, ValueError, AttributeError):
+                continue  # `flow validate` reports broken files; listing must not fail on them
+            if isinstance(endpoint, str) and endpoint.startswith("/"):
+                head, _, rest = endpoint.strip("/").partition("/")
+                tree.setdefault(head, {})[rest.replace("/", "-")] = (endpoint, path, about)
+        return tree
+
+    def list_commands(self, ctx):
+        builtin = super().list_commands(ctx)
+        return builtin + sorted(n for n in self._endpoints() if n not in builtin)
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        branch = self._endpoints().get(name)
+        if branch is None:
+            return None
+        if list(branch) == [""]:
+            return _LazyEndpoint(name, *branch[""])
+        group = click.Group(name, help=f"Endpoints under /{name}.")
+        for sub, entry in branch.items():
+            group.add_command(_LazyEndpoint(sub or name, *entry))
+        return group
+
+
+class _LazyEndpoint(click.Command):
+    """Stands for an endpoint command in listings; builds the real one (options from params) when used."""
+
+    def __init__(self, name: str, endpoint: str, path, about: str):
+        super().__init__(name, short_help=f"POST {endpoint}: {about.splitlines()[0] if about else ''}")
+        self._args = (endpoint, path)
+        self._real: click.Command | None = None
+
+    def _command(self) -> click.Command:
+        if self._real is None:
+            self._real = _endpoint_command(self.name, *self._args)
+        return self._real
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self._command().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.group(cls=FlowCLI, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, prog_name="flow")
 def main():
     """flow: text, image, music and video generation as workflow graphs on one GPU."""
@@ -52,7 +112,11 @@ def _load(path: str, settings):
     from engine import Workflow
 
     candidate = Path(path)
-    if not candidate.exists() and "/" not in path and not path.endswith(".json"):
+    if candidate.suffix.lower() in (".png", ".webp", ".jpg", ".jpeg") and candidate.is_file():
+        from engine.embedded import workflow_from_image
+
+        return workflow_from_image(candidate)  # re-run the workflow a saved image carries
+    if not candidate.exists() and not path.endswith(".json"):
         named = settings.workflows_dir / f"{path}.json"
         if named.exists():
             candidate = named
@@ -77,27 +141,30 @@ def _report_invalid(exc) -> None:
 
 
 class _Progress:
-    """Draws one line per node on stderr from the engine's events."""
+    """Draws one line per node on stderr from the engine's events (local) or the gateway's (remote)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.live = False
 
     def __call__(self, event) -> None:
+        self.show(event.kind, event.to_json())
+
+    def show(self, kind: str, e: dict) -> None:
+        """Draw one event given as its JSON form."""
         if not self.enabled:
             return
-        kind = event.kind
         if kind == "node.progress":
-            total = f"/{event.total:g}" if event.total else ""
-            note = f" {event.message}" if event.message else ""
-            click.echo(f"\r  … {event.node} ({event.node_type}) {event.done:g}{total}{note}\033[K", err=True, nl=False)
+            total = f"/{e['total']:g}" if e.get("total") else ""
+            note = f" {e['message']}" if e.get("message") else ""
+            click.echo(f"\r  … {e['node']} ({e['node_type']}) {e['done']:g}{total}{note}\033[K", err=True, nl=False)
             self.live = True
             return
         line = {
-            "node.finished": lambda: f"  ✓ {event.node} ({event.node_type}) {event.elapsed * 1000:.1f} ms",
-            "node.cached": lambda: f"  = {event.node} ({event.node_type}) cached",
-            "node.failed": lambda: f"  ✗ {event.node} ({event.node_type}) failed: {event.message}",
-            "job.cancelled": lambda: f"  cancelled: {event.reason}",
+            "node.finished": lambda: f"  ✓ {e['node']} ({e['node_type']}) {e['elapsed'] * 1000:.1f} ms",
+            "node.cached": lambda: f"  = {e['node']} ({e['node_type']}) cached",
+            "node.failed": lambda: f"  ✗ {e['node']} ({e['node_type']}) failed: {e['message']}",
+            "job.cancelled": lambda: f"  cancelled: {e.get('reason', '')}",
         }.get(kind)
         if line is not None:
             prefix = "\r\033[K" if self.live else ""
@@ -115,32 +182,22 @@ def _present(value, files, name: str):
     return repr(value)
 
 
-@main.command()
-@click.argument("workflow")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="fill a workflow param")
-@click.option("--output", "-o", "outputs", multiple=True, metavar="NAME", help="compute only these outputs")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for saved files")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout, nothing else")
-@click.option("--debug", is_flag=True, help="show tracebacks")
-def run(workflow, params, outputs, out_dir, as_json, debug):
-    """Run WORKFLOW (a .json file, or the name of a saved workflow)."""
+def _run_local(settings, load, raw_params: dict[str, str] | None, values: dict | None, outputs, progress,
+               debug: bool) -> dict:
+    """Run in this process; returns the `--json` shape. Exits 2 / 1 / 130 on invalid / failed / cancelled."""
     import asyncio
     import signal
 
-    from engine import Cancelled, CancelToken, FlowError, InvalidWorkflow, NodeFailed
+    from engine import Cancelled, CancelToken, FlowError, InvalidWorkflow
 
-    settings = _settings(output_dir=out_dir)
-    raw = _parse_params(params)
     engine = _engine(settings)
-    progress = _Progress(enabled=not as_json and sys.stderr.isatty())
 
     async def go():
         token = CancelToken()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, token.cancel, "interrupted (Ctrl-C)")
-        wf = _load(workflow, settings)
-        values = engine.compile(wf).params_from_text(raw)
-        return await engine.run(wf, values, outputs=outputs or None, listener=progress, cancel=token)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, token.cancel, "interrupted (Ctrl-C)")
+        wf = load()
+        params = values if values is not None else engine.compile(wf).params_from_text(raw_params or {})
+        return await engine.run(wf, params, outputs=outputs or None, listener=progress, cancel=token)
 
     try:
         result = asyncio.run(go())
@@ -149,28 +206,185 @@ def run(workflow, params, outputs, out_dir, as_json, debug):
     except Cancelled as exc:
         click.echo(f"cancelled: {exc}", err=True)
         sys.exit(EXIT_CANCELLED)
-    except (NodeFailed, FlowError) as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exception(exc, file=sys.stderr)
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+    except FlowError as exc:
+        _fail(exc, debug)
     finally:
         engine.close()
+    return {"job_id": result.job_id,
+            "outputs": {name: _present(v, engine.files, name) for name, v in result.outputs.items()},
+            "executed": result.executed, "cached": result.cached, "seeds": result.seeds,
+            "timings": result.timings, "elapsed": result.elapsed}
 
-    shown = {name: _present(value, engine.files, name) for name, value in result.outputs.items()}
+
+def _fail(exc, debug: bool):
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def _run_remote(server: str, token: str, path: str, body: dict, out_dir, progress, debug: bool) -> dict:
+    """Run on a gateway; media outputs are downloaded into ``out_dir``. Same shape as :func:`_run_local`."""
+    from pathlib import Path
+
+    from engine import FlowError, InvalidWorkflow
+    from gateway.client import Client
+
+    client = Client(server, token)
+    try:
+        job = client.run(path, body, on_event=progress.show)
+    except InvalidWorkflow as exc:
+        _report_invalid(exc)
+    except FlowError as exc:
+        _fail(exc, debug)
+    if job["state"] == "cancelled":
+        click.echo(f"cancelled: {job.get('error', {}).get('message', '')}", err=True)
+        sys.exit(EXIT_CANCELLED)
+    if job["state"] != "finished":
+        _fail(FlowError(job.get("error", {}).get("message", f"the job ended {job['state']}")), debug)
+    outputs = dict(job.get("outputs", {}))
+    for name, value in outputs.items():
+        if isinstance(value, dict) and set(value) >= {"url", "path"}:  # a media file on the gateway
+            target = Path(out_dir or "outputs") / "downloads" / value["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download(value["url"], target)
+            outputs[name] = str(target)
+    return {"job_id": job["id"], "outputs": outputs, "executed": job.get("executed", []),
+            "cached": job.get("cached", []), "seeds": job.get("seeds", {}), "timings": job.get("timings", {}),
+            "elapsed": job.get("elapsed")}
+
+
+def _show(result: dict, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({
-            "job_id": result.job_id, "outputs": shown, "executed": result.executed, "cached": result.cached,
-            "seeds": result.seeds, "timings": result.timings, "elapsed": result.elapsed,
-        }, ensure_ascii=False, default=repr))
+        click.echo(json.dumps(result, ensure_ascii=False, default=repr))
         return
-    for name, value in shown.items():
+    for name, value in result["outputs"].items():
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         click.echo(f"{name}: {text}")
-    if result.seeds:
-        click.echo("seeds: " + ", ".join(f"{node}={seed}" for node, seed in result.seeds.items()), err=True)
+    if result["seeds"]:
+        click.echo("seeds: " + ", ".join(f"{node}={seed}" for node, seed in result["seeds"].items()), err=True)
+
+
+def _server_options(command):
+    """--server, --token, --json, --out, --debug: shared by `run` and every endpoint command."""
+    for option in reversed([
+        click.option("--server", metavar="URL", envvar="FLOW_SERVER", help="run on this gateway instead of here"),
+        click.option("--token", envvar="FLOW_API_TOKEN", default="", help="the gateway's API token"),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for saved files"),
+        click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout, nothing else"),
+        click.option("--debug", is_flag=True, help="show tracebacks"),
+    ]):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("workflow")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="fill a workflow param")
+@click.option("--output", "-o", "outputs", multiple=True, metavar="NAME", help="compute only these outputs")
+@_server_options
+def run(workflow, params, outputs, server, token, out_dir, as_json, debug):
+    """Run WORKFLOW (a .json file, or the name of a saved workflow)."""
+    settings = _settings(output_dir=out_dir)
+    raw = _parse_params(params)
+    progress = _Progress(enabled=not as_json and sys.stderr.isatty())
+    if server:
+        from engine import InvalidWorkflow
+
+        try:
+            wf = _load(workflow, settings)
+            values = _engine_free_params(wf, raw)
+        except InvalidWorkflow as exc:
+            _report_invalid(exc)
+        body = {"workflow": wf.doc, "params": values, **({"outputs": list(outputs)} if outputs else {})}
+        result = _run_remote(server, token, "/jobs", body, out_dir, progress, debug)
+    else:
+        result = _run_local(settings, lambda: _load(workflow, settings), raw, None, outputs, progress, debug)
+    _show(result, as_json)
+
+
+def _engine_free_params(workflow, raw: dict[str, str]) -> dict:
+    """Typed param values for a workflow, using only the registry (no engine, no models)."""
+    import nodes
+    from engine.compile import compile_workflow
+
+    return compile_workflow(workflow, nodes.registry()).params_from_text(raw)
+
+
+def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
+    """A command for one saved endpoint: its params become options; the first TEXT param is also positional."""
+    from engine import InvalidWorkflow, Workflow
+
+    try:
+        workflow = Workflow.load(path)
+        import nodes
+        from engine.compile import compile_workflow
+
+        compiled = compile_workflow(workflow, nodes.registry())
+    except InvalidWorkflow as exc:
+        problems = exc
+
+        @click.command(name, help=f"(invalid workflow {path})")
+        def broken():
+            _report_invalid(problems)
+
+        return broken
+    from engine.types import ValueType
+
+    kinds = {ValueType.INT: click.INT, ValueType.FLOAT: click.FLOAT, ValueType.BOOL: click.BOOL}
+    effective = compiled.effective_params({})
+    positional = next((p for p, info in compiled.params.items()
+                       if info.type in (ValueType.TEXT, ValueType.JSON)), None)
+    options = []
+    if positional is not None:
+        options.append(click.Argument([f"{positional}_arg"], required=False, metavar=positional.upper()))
+    for pname, info in compiled.params.items():
+        default = f" (default: {json.dumps(effective[pname])})" if pname in effective else " (required)"
+        options.append(click.Option([f"--{pname.replace('_', '-')}", pname], type=kinds.get(info.type, str),
+                                    default=None, help=info.description + default))
+
+    def callback(server, token, out_dir, as_json, debug, **given):
+        if positional is not None:
+            arg = given.pop(f"{positional}_arg")
+            if arg is not None and given.get(positional) is None:
+                given[positional] = arg
+        values = {}
+        for pname, value in given.items():
+            if value is None:
+                continue
+            if compiled.params[pname].type is ValueType.JSON:
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass  # a bare word is a JSON string
+            values[pname] = value
+        settings = _settings(output_dir=out_dir)
+        progress = _Progress(enabled=not as_json and sys.stderr.isatty())
+        if server:
+            result = _run_remote(server, token, endpoint, values, out_dir, progress, debug)
+        else:
+            result = _run_local(settings, lambda: workflow, None, values, None, progress, debug)
+        _show(result, as_json)
+
+    command = click.Command(name, callback=callback, params=options,
+                            help=f"POST {endpoint}: {workflow.description or workflow.name}")
+    return _server_options(command)
+
+
+@main.command()
+@click.option("--host", default=None, help="address to bind (default 127.0.0.1, FLOW_HOST)")
+@click.option("--port", type=int, default=None, help="port (default 8000, FLOW_PORT)")
+def serve(host, port):
+    """Start the gateway: every endpoint, jobs, events, models and the web page."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(host=host, port=port)
+    from server import serve as run_server
+
+    run_server(settings, _engine(settings))
 
 
 @main.command()

@@ -1,21 +1,31 @@
 """flow's engine: workflow format, validation, the DAG executor, caches, events and errors.
 
-Importing it is cheap: networkx, jsonschema and every model library load only when used.
+Importing it is cheap: the public names below load their modules on first use (PEP 562), so
+a face may import `engine.settings` without paying for asyncio, networkx or jsonschema.
 """
 
-from .cache import MemoryCache, NullCache
-from .cancel import CancelToken
-from .context import NodeContext
-from .errors import Cancelled, FlowError, InvalidWorkflow, ModelNotFound, NodeFailed, OutOfMemory, Problem
-from .executor import Engine, RunResult
-from .node import Input, Node, Output, Seed
-from .registry import Registry
-from .types import AUDIO, BOOL, FLOAT, IMAGE, INT, JSON, MASK, TEXT, VIDEO, ValueType
-from .workflow import Workflow
+from importlib import import_module
 
-__all__ = [
-    "AUDIO", "BOOL", "FLOAT", "IMAGE", "INT", "JSON", "MASK", "TEXT", "VIDEO",
-    "Cancelled", "CancelToken", "Engine", "FlowError", "Input", "InvalidWorkflow", "MemoryCache",
-    "ModelNotFound", "Node", "NodeContext", "NodeFailed", "NullCache", "Output", "OutOfMemory",
-    "Problem", "Registry", "RunResult", "Seed", "ValueType", "Workflow",
-]
+_EXPORTS = {
+    "MemoryCache": ".cache", "NullCache": ".cache",
+    "CancelToken": ".cancel",
+    "NodeContext": ".context",
+    "Cancelled": ".errors", "FlowError": ".errors", "InvalidWorkflow": ".errors", "ModelNotFound": ".errors",
+    "NodeFailed": ".errors", "OutOfMemory": ".errors", "Problem": ".errors",
+    "Engine": ".executor", "RunResult": ".executor",
+    "Input": ".node", "Node": ".node", "Output": ".node", "Seed": ".node",
+    "Registry": ".registry",
+    "AUDIO": ".types", "BOOL": ".types", "FLOAT": ".types", "IMAGE": ".types", "INT": ".types", "JSON": ".types",
+    "MASK": ".types", "TEXT": ".types", "VIDEO": ".types", "ValueType": ".types",
+    "Workflow": ".workflow",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import InvalidWorkflow, Problem
 from .graph import cycles, to_graph, topological_order
@@ -104,6 +104,28 @@ class CompiledWorkflow:
         if problems:
             raise InvalidWorkflow(problems)
         return filled
+
+    def wanted(self, names: Iterable[str] | None) -> dict[str, tuple[str, str]]:
+        """Result name -> (node, output) for the requested outputs (all when None); raises on unknown names."""
+        names = list(self.outputs) if names is None else list(names)
+        unknown = [n for n in names if n not in self.outputs]
+        if unknown:
+            known = ", ".join(self.outputs) or "none"
+            raise InvalidWorkflow([Problem(f"unknown output {n!r}; this workflow's outputs are: {known}")
+                                   for n in unknown])
+        return {name: (self.outputs[name].node, self.outputs[name].output) for name in names}
+
+    def effective_params(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Every param's value in a run with ``values``: given, else its default, else the literal it replaces."""
+        effective = {}
+        for name, info in self.params.items():
+            if name in values:
+                effective[name] = values[name]
+            elif info.has_default:
+                effective[name] = info.default
+            elif info.fallbacks and info.fallbacks[0] is not None:
+                effective[name] = info.fallbacks[0][0]
+        return effective
 
     def params_from_text(self, raw: dict[str, str]) -> dict[str, Any]:
         """Turn ``NAME=VALUE`` strings (CLI) into typed param values; raises with every problem."""

@@ -19,7 +19,7 @@ from .cache import Cache, MemoryCache, NullCache
 from .cancel import CancelToken
 from .compile import CompiledWorkflow, Step, canonical, compile_workflow, step_key
 from .context import NodeContext
-from .errors import Cancelled, FlowError, InvalidWorkflow, NodeFailed, Problem
+from .errors import Cancelled, InvalidWorkflow, NodeFailed, Problem
 from .node import SEED_MAX
 from .paths import OutputFiles
 from .registry import Registry
@@ -147,13 +147,7 @@ class Engine:
              outputs: Iterable[str] | None = None) -> Plan:
         """Prune to what the requested outputs need, draw seeds, key every node, consult the cache."""
         steps = compiled.steps
-        names = list(compiled.outputs) if outputs is None else list(outputs)
-        unknown = [n for n in names if n not in compiled.outputs]
-        if unknown:
-            known = ", ".join(compiled.outputs) or "none"
-            raise InvalidWorkflow([Problem(f"unknown output {n!r}; this workflow's outputs are: {known}")
-                                   for n in unknown])
-        wanted = {name: (compiled.outputs[name].node, compiled.outputs[name].output) for name in names}
+        wanted = compiled.wanted(outputs)
         roots = {node for node, _ in wanted.values()}
         # 1. Every ancestor of the roots (explicit stack: no recursion limit).
         relevant, stack = set(), list(roots)

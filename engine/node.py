@@ -20,9 +20,10 @@ class Input:
 
     __slots__ = ("type", "description", "_default", "constraints", "seed", "schema", "_validator", "_memo")
 
-    def __init__(self, type: ValueType, description: str, *, default: Any = _NO_DEFAULT,
+    def __init__(self, value_type: ValueType, description: str, /, *, default: Any = _NO_DEFAULT,
                  seed: bool = False, **constraints: Any):
-        self.type = ValueType(type)
+        # value_type is positional-only so that `type=` may be given as a JSON Schema constraint
+        self.type = ValueType(value_type)
         self.description = description
         self._default = default
         self.seed = seed
@@ -93,8 +94,8 @@ class Output:
 
     __slots__ = ("type", "description")
 
-    def __init__(self, type: ValueType, description: str):
-        self.type = ValueType(type)
+    def __init__(self, value_type: ValueType, description: str, /):
+        self.type = ValueType(value_type)
         self.description = description
 
     def describe(self) -> dict:

@@ -50,6 +50,45 @@ class Settings:
     hf_endpoint: str = "https://huggingface.co"
     #: Hugging Face token for gated or private repos; faces fill it from HF_TOKEN (never printed)
     hf_token: str = field(default="", repr=False)
+    #: where text requests may go: "strict" never leaves this machine (local models only);
+    #: "flexible" allows a remote OpenAI-compatible model when a request names one
+    privacy: str = "strict"
+    #: keep_alive sent with each Ollama request (e.g. 5m, 0, -1); "" = the server's default
+    ollama_keep_alive: str = ""
+    #: an OpenAI-compatible server for `openai:MODEL` refs (cloud, vLLM, LM Studio, llama.cpp), e.g.
+    #: https://generativelanguage.googleapis.com/v1beta/openai ("" = none)
+    openai_base_url: str = ""
+    #: key for that server (never printed)
+    openai_api_key: str = field(default="", repr=False)
+    #: default model of the text nodes; "" = ollama:llama3.2 with an Ollama server, else
+    #: hf:Qwen/Qwen2.5-0.5B-Instruct in-process
+    text_model: str = ""
+    #: with privacy "flexible": the model a text node falls back to when its local one is unavailable
+    text_fallback_model: str = ""
+
+    # -- gateway (flow serve) --
+    #: address to bind; 127.0.0.1 unless told otherwise (0.0.0.0 in the container)
+    host: str = "127.0.0.1"
+    #: gateway port
+    port: int = 8000
+    #: bearer token required on everything but /health and the web page; empty: no auth
+    api_token: str = field(default="", repr=False)
+    #: SQLite file holding the job queue and history
+    jobs_db: Path = field(default_factory=lambda: Path("outputs") / "jobs.sqlite3")
+    #: jobs running at once (one GPU: 1)
+    job_workers: int = 1
+    #: jobs allowed to wait; more are answered 429 with Retry-After
+    max_queued: int = 100
+    #: seconds a job may run before it is cancelled (0: no limit)
+    job_time_limit: float = 3600.0
+    #: times a job cut short by a crash is run again before it is marked interrupted
+    requeue_limit: int = 1
+    #: seconds an endpoint call waits for its result before answering 202 with the job URL
+    request_timeout: float = 300.0
+    #: largest request body in bytes (images travel as base64)
+    max_body_bytes: int = 64 << 20
+    #: origins allowed by CORS, comma-separated ("*" for any); empty: no CORS headers
+    cors_origins: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -160,6 +160,6 @@ def test_entrypoint_retries_after_a_failed_pull(tmp_path, fake_bin, fake_flow):
 def test_the_package_list_ships_every_python_package():
     # the image installs flow as a package (not editable): a folder missing here is missing there
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(REPO).parts) for top in ("engine", "nodes")
+    found = {".".join(p.parent.relative_to(REPO).parts) for top in ("engine", "nodes", "gateway")
              for p in (REPO / top).rglob("__init__.py") if "__pycache__" not in p.parts}
     assert found - listed == set()

@@ -1,0 +1,307 @@
+"""The job queue: accepted jobs are stored before they are acknowledged, run one after another
+by background workers, survive a crash, and stream their events to any number of listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any, Callable
+
+from . import events as ev
+from .cancel import CancelToken
+from .errors import Cancelled, FlowError, InvalidWorkflow, NodeFailed
+from .executor import Engine, RunResult
+from .jobstore import (CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore)
+from .workflow import Workflow
+
+
+class QueueFull(FlowError):
+    """Too many jobs wait already; the caller should retry later."""
+
+    kind = "queue_full"
+
+    def __init__(self, limit: int, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"the queue is full ({limit} jobs wait); retry in about {retry_after} s")
+
+
+class JobNotFound(FlowError):
+    """No job has this id."""
+
+    kind = "not_found"
+
+    def __init__(self, job_id: str):
+        super().__init__(f"no job {job_id!r}; `GET /jobs` lists them")
+
+
+class JobEnded(FlowError):
+    """The job already ended, so it cannot be cancelled."""
+
+    kind = "conflict"
+
+
+class Subscription:
+    """A bounded stream of events for one listener; a listener that falls behind is dropped, never waited for."""
+
+    def __init__(self, job_id: str | None, maxsize: int):
+        self.job_id = job_id
+        self.queue: asyncio.Queue[ev.Event | None] = asyncio.Queue(maxsize)
+        self.dropped = False
+
+    def offer(self, event: ev.Event) -> bool:
+        """Queue ``event``; False (and the stream ends) when the listener is too slow."""
+        if self.dropped:
+            return False
+        try:
+            self.queue.put_nowait(event)
+            return True
+        except asyncio.QueueFull:
+            self.dropped = True
+            return False
+
+    async def next(self, timeout: float | None = None) -> ev.Event | None:
+        """The next event; None when the stream was dropped. Raises TimeoutError after ``timeout``."""
+        if self.dropped and self.queue.empty():
+            return None
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+
+Presenter = Callable[[Workflow, RunResult, str], dict]
+
+
+class JobQueue:
+    """Runs submitted workflows as jobs; SQLite keeps the queue and the history."""
+
+    def __init__(self, engine: Engine, store: JobStore, *, present: Presenter, workers: int = 1,
+                 max_queued: int = 100, requeue_limit: int = 1, time_limit: float | None = None,
+                 log: logging.Logger | None = None):
+        self.engine = engine
+        self.store = store
+        self.present = present
+        self.max_queued = max_queued
+        self.requeue_limit = requeue_limit
+        self.time_limit = time_limit
+        self.log = log or logging.getLogger("flow.jobs")
+        self._workers_wanted = max(1, workers)
+        self._queue: deque[str] = deque()
+        self._workflows: dict[str, Workflow] = {}  # compiled-once workflows of jobs submitted here
+        self._live: dict[str, dict[str, Any]] = {}  # running jobs: current node, progress
+        self._tokens: dict[str, CancelToken] = {}
+        self._done: dict[str, asyncio.Event] = {}
+        self._subscribers: set[Subscription] = set()
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.recovered = {"requeued": 0, "interrupted": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover what a previous process left, then start the workers."""
+        self._wake = asyncio.Event()
+        now = time.time()
+        for record in self.store.with_state(RUNNING):
+            if record.attempts <= self.requeue_limit:
+                record.state = QUEUED
+                self.recovered["requeued"] += 1
+            else:
+                record.state, record.ended = INTERRUPTED, now
+                record.error = {"type": "interrupted", "message": f"the server stopped while this job ran "
+                                f"({record.attempts} attempts); submit it again"}
+                self.recovered["interrupted"] += 1
+            self.store.save(record)
+        self._queue.extend(record.id for record in self.store.with_state(QUEUED))
+        if self._queue:
+            self._wake.set()
+        self._tasks = [asyncio.create_task(self._worker(), name=f"flow-job-worker-{i}")
+                       for i in range(self._workers_wanted)]
+
+    async def stop(self) -> None:
+        """Stop the workers; a job cut short goes back to the queue for the next start."""
+        for job_id, token in list(self._tokens.items()):
+            token.cancel("the server is shutting down")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # -- submitting and reading ----------------------------------------------------------------
+
+    def submit(self, workflow: Workflow, params: dict[str, Any] | None = None, *, name: str,
+               outputs: list[str] | None = None) -> JobRecord:
+        """Validate, store and enqueue a job; raises InvalidWorkflow or QueueFull."""
+        params = params or {}
+        compiled = self.engine.compile(workflow)
+        compiled.bind(params)
+        compiled.wanted(outputs)
+        if len(self._queue) >= self.max_queued:
+            raise QueueFull(self.max_queued, retry_after=max(1, len(self._queue)))
+        record = JobRecord(id=uuid.uuid4().hex, name=name, state=QUEUED, workflow=workflow.doc, params=params,
+                           outputs=outputs, created=time.time())
+        self.store.add(record)  # durable before anyone is told the job exists
+        self._workflows[record.id] = workflow
+        self._queue.append(record.id)
+        self._publish(ev.JobQueued(record.id, position=len(self._queue)))
+        self._wake.set()
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job with its live state (queue position, current node, progress)."""
+        record = self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        if record.state == QUEUED and job_id in self._queue:
+            record.extra["position"] = self._queue.index(job_id) + 1
+        elif record.state == RUNNING:
+            record.extra.update(self._live.get(job_id, {}))
+        return record
+
+    def page(self, *, state: str | None = None, limit: int = 50, before: int | None = None) -> list[JobRecord]:
+        """Queue and history, newest first."""
+        return self.store.page(state=state, limit=limit, before=before)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state."""
+        return self.store.counts()
+
+    async def wait(self, job_id: str, timeout: float) -> JobRecord:
+        """The job once it ended, or as it stands when ``timeout`` seconds have passed."""
+        record = self.get(job_id)
+        if record.terminal:
+            return record
+        done = self._done.setdefault(job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self.get(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued job now, or ask a running one to stop; raises JobEnded if it ended."""
+        record = self.get(job_id)
+        if record.terminal:
+            raise JobEnded(f"job {job_id!r} already ended ({record.state}); nothing to cancel")
+        if record.state == QUEUED:
+            self._queue.remove(job_id)
+            self._workflows.pop(job_id, None)
+            record.state, record.ended = CANCELLED, time.time()
+            record.error = {"type": "cancelled", "message": "cancelled before it started"}
+            self.store.save(record)
+            self._end(record, ev.JobCancelled(job_id, reason="cancelled before it started"))
+        else:
+            self._tokens[job_id].cancel("cancelled by request")
+        return record
+
+    def subscribe(self, job_id: str | None = None, maxsize: int = 1000) -> Subscription:
+        """Events of one job (or all jobs); call :meth:`unsubscribe` when done."""
+        subscription = Subscription(job_id, maxsize)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription``."""
+        self._subscribers.discard(subscription)
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            job_id = self._queue.popleft()
+            try:
+                await self._run(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the worker must survive anything a job does
+                self.log.exception("job %s: unexpected error in the queue", job_id)
+
+    async def _run(self, job_id: str) -> None:
+        record = self.store.get(job_id)
+        if record is None or record.state != QUEUED:
+            return
+        record.state, record.started = RUNNING, time.time()
+        record.attempts += 1
+        self.store.save(record)
+        token = self._tokens[job_id] = CancelToken()
+        self._live[job_id] = {}
+        timer = (asyncio.get_running_loop().call_later(self.time_limit, token.cancel,
+                                                       f"time limit of {self.time_limit:g} s reached")
+                 if self.time_limit else None)
+        held: list[ev.Event] = []
+
+        def listener(event: ev.Event) -> None:
+            if event.terminal:
+                held.append(event)  # published once the record says the same
+            else:
+                self._track(event)
+                self._publish(event)
+
+        shutting_down = False
+        try:
+            workflow = self._workflows.pop(job_id, None) or Workflow.from_dict(record.workflow)
+            result = await self.engine.run(workflow, record.params, outputs=record.outputs, job_id=job_id,
+                                           listener=listener, cancel=token)
+            used = self.engine.compile(workflow).effective_params(record.params)
+            record.state, record.result = FINISHED, {**self.present(workflow, result, job_id), "params": used}
+        except Cancelled as exc:
+            shutting_down = token.reason == "the server is shutting down"
+            record.state, record.error = CANCELLED, {"type": "cancelled", "message": str(exc)}
+        except InvalidWorkflow as exc:
+            record.state = FAILED
+            record.error = {"type": exc.kind, "message": str(exc), "problems": [p.to_json() for p in exc.problems]}
+        except NodeFailed as exc:
+            record.state = FAILED
+            record.error = {"type": exc.kind, "message": str(exc), "node": exc.node, "node_type": exc.node_type,
+                            "cause": getattr(exc.cause, "kind", type(exc.cause).__name__)}
+        except Exception as exc:
+            self.log.exception("job %s failed inside the engine", job_id)
+            record.state, record.error = FAILED, {"type": "internal", "message": f"internal error: {exc!r}"}
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._tokens.pop(job_id, None)
+            self._live.pop(job_id, None)
+        if shutting_down:
+            # Not the job's fault: it runs again on the next start, without using up an attempt.
+            record.state, record.error, record.attempts = QUEUED, None, record.attempts - 1
+            self.store.save(record)
+            return
+        record.ended = time.time()
+        self.store.save(record)
+        self._end(record, held[0] if held else _terminal_event(record))
+
+    def _track(self, event: ev.Event) -> None:
+        live = self._live.get(event.job_id)
+        if live is None:
+            return
+        if event.kind == "node.started":
+            live.update(node=event.node, node_type=event.node_type, progress=None)
+        elif event.kind == "node.progress":
+            live["progress"] = {"done": event.done, "total": event.total, "message": event.message}
+
+    def _publish(self, event: ev.Event) -> None:
+        dropped = [s for s in self._subscribers
+                   if (s.job_id is None or s.job_id == event.job_id) and not s.offer(event)]
+        for subscription in dropped:
+            self.log.warning("dropping a slow event listener (%d events behind)", subscription.queue.qsize())
+            self._subscribers.discard(subscription)
+
+    def _end(self, record: JobRecord, terminal: ev.Event) -> None:
+        self._publish(terminal)
+        done = self._done.pop(record.id, None)
+        if done is not None:
+            done.set()
+
+
+def _terminal_event(record: JobRecord) -> ev.Event:
+    error = record.error or {}
+    if record.state == FINISHED:
+        return ev.JobFinished(record.id, elapsed=(record.ended or 0) - (record.started or 0))
+    if record.state == CANCELLED:
+        return ev.JobCancelled(record.id, reason=error.get("message", ""))
+    return ev.JobFailed(record.id, error=error.get("type", "error"), message=error.get("message", ""),
+                        node=error.get("node"), node_type=error.get("node_type"))

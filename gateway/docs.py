@@ -1,0 +1,57 @@
+"""A human-readable API page (``GET /docs``), rendered from the same catalogue as /openapi.json."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+from engine.catalogue import Catalogue
+from engine.registry import Registry
+
+_STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+code,pre{font:13px ui-monospace,monospace;background:#f4f4f4;padding:.1rem .3rem;border-radius:3px}
+pre{padding:.6rem;overflow:auto}table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}
+td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}h2{margin-top:2.5rem}"""
+
+
+def render_docs(catalogue: Catalogue, registry: Registry) -> str:
+    """The page: endpoints with their request fields, the jobs API, and the node catalogue."""
+    parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>flow API</title><style>{_STYLE}</style>",
+             "<h1>flow API</h1><p>Every endpoint is a saved workflow: the JSON body fills its params. "
+             "Add <code>?wait=false</code> (or <code>Prefer: respond-async</code>) for 202 and a job URL; "
+             "<code>?media=base64</code> to inline media. Machine-readable: "
+             "<a href=/openapi.json>/openapi.json</a>.</p>", "<h2>Endpoints</h2>"]
+    for path, endpoint in sorted(catalogue.endpoints.items()):
+        schema = endpoint.request_schema()
+        required = set(schema.get("required", []))
+        parts.append(f"<h3><code>POST {escape(path)}</code></h3><p>{escape(endpoint.workflow.description)}</p>")
+        parts.append("<table><tr><th>field</th><th>type</th><th>default</th><th>description</th></tr>")
+        for name, prop in schema["properties"].items():
+            default = json.dumps(prop["default"]) if "default" in prop else ("required" if name in required else "")
+            parts.append(f"<tr><td><code>{escape(name)}</code></td><td>{escape(prop.get('x-flow-type', ''))}</td>"
+                         f"<td>{escape(default)}</td><td>{escape(prop.get('description', ''))}</td></tr>")
+        parts.append("</table>")
+        example = {k: v.get("default") for k, v in schema["properties"].items() if "default" in v}
+        parts.append(f"<pre>curl -X POST http://HOST{escape(path)} -H 'Content-Type: application/json' "
+                     f"-d '{escape(json.dumps(example))}'</pre>")
+    parts.append("<h2>Jobs</h2><table>")
+    for method, path, what in [
+        ("POST", "/jobs", "run any workflow graph: {workflow, params?, outputs?}; 202 with the job URL"),
+        ("GET", "/jobs", "queue and history, newest first (?state=, ?limit=, ?before=)"),
+        ("GET", "/jobs/{id}", "state, queue position, current node, progress, outputs, error"),
+        ("DELETE", "/jobs/{id}", "cancel"),
+        ("GET", "/jobs/{id}/events", "Server-Sent Events, ending with one terminal event"),
+        ("GET", "/ws", "WebSocket of all events (?job=ID to filter)"),
+        ("GET", "/models, /models/loaded", "local models; what the model manager holds"),
+        ("POST", "/models/pull, /models/unload", "pull a model (a job); free memory"),
+        ("GET", "/health, /metrics", "liveness and GPU; Prometheus metrics"),
+    ]:
+        parts.append(f"<tr><td>{method}</td><td><code>{escape(path)}</code></td><td>{escape(what)}</td></tr>")
+    parts.append("</table><h2>Nodes</h2><table><tr><th>type</th><th>inputs</th><th>outputs</th><th></th></tr>")
+    for type_id, entry in registry.describe().items():
+        ins = ", ".join(f"{n}: {s['type']}" for n, s in entry["inputs"].items())
+        outs = ", ".join(f"{n}: {s['type']}" for n, s in entry["outputs"].items())
+        parts.append(f"<tr><td><code>{escape(type_id)}</code></td><td>{escape(ins)}</td><td>{escape(outs)}</td>"
+                     f"<td>{escape(entry['description'])}</td></tr>")
+    parts.append("</table></html>")
+    return "".join(parts)

@@ -1,0 +1,33 @@
+"""Model management as a node: pull a model so later nodes (or requests) find it locally."""
+
+from engine import TEXT, Input, Node, Output
+
+
+class Pull(Node):
+    """Pull a model (hf:ORG/NAME[@REV] or ollama:NAME[:TAG]) with progress; resumes an interrupted pull."""
+
+    type = "model.pull"
+    volatile = True  # what is on disk changes outside the graph: always check
+    inputs = {
+        "ref": Input(TEXT, "model reference, e.g. hf:stabilityai/sd-turbo or ollama:llama3.2",
+                     minLength=1, maxLength=512),
+        "variant": Input(TEXT, "weights variant to fetch for Hugging Face models (empty: the default)",
+                         default="", enum=["", "fp16"]),
+    }
+    outputs = {
+        "ref": Output(TEXT, "the reference, normalised"),
+        "location": Output(TEXT, "local folder (Hugging Face) or NAME:TAG (Ollama)"),
+    }
+
+    def run(self, ctx, ref, variant):
+        if ctx.models is None:
+            raise RuntimeError("no model manager is configured in this process")
+        parsed = ctx.models.store.parse(ref)
+
+        def progress(report):
+            ctx.check_cancelled()  # raising here stops the download; the next pull resumes it
+            ctx.progress(report.completed or 0, report.total, report.status)
+
+        folder = ctx.models.store.pull(parsed, variant=variant or None, progress=progress)
+        location = str(folder) if folder is not None else f"{parsed.name}:{parsed.revision or 'latest'}"
+        return {"ref": str(parsed), "location": location}

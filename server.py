@@ -1,0 +1,493 @@
+"""The gateway: every saved endpoint workflow as a route, jobs, events, catalogue, models, health.
+
+`create_app(engine, settings)` builds the aiohttp application; `flow serve` runs it. Handlers
+stay short: parse, call the engine (through the job queue), respond. One middleware turns
+named errors into JSON bodies with the right status; no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from engine import Engine, FlowError, Problem, Workflow
+from engine.catalogue import Catalogue, Endpoint
+from engine.errors import ModelNotFound
+from engine.jobs import JobQueue, QueueFull
+from engine.jobstore import JobRecord, JobStore
+from engine.openapi import build_openapi
+from engine.paths import UnsafePath, safe_join
+from engine.settings import Settings
+from gateway.metrics import Metrics
+from gateway.present import Presenter
+
+VERSION = "0.1.0"
+WEB_DIR = Path(__file__).resolve().parent / "web"
+log = logging.getLogger("flow.server")
+
+ENGINE = web.AppKey("engine", Engine)
+SETTINGS = web.AppKey("settings", Settings)
+CATALOGUE = web.AppKey("catalogue", Catalogue)
+JOBS = web.AppKey("jobs", JobQueue)
+PRESENTER = web.AppKey("presenter", Presenter)
+METRICS = web.AppKey("metrics", Metrics)
+STARTED = web.AppKey("started", float)
+
+# Status of each named error kind; anything unnamed is a 500 with no detail leaked.
+STATUS = {"invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "unsafe_path": 404,
+          "not_found": 404, "model_not_found": 404, "conflict": 409, "queue_full": 429,
+          "out_of_memory": 503, "node_failed": 500, "cancelled": 409}
+OPEN_PATHS = ("/health",)  # reachable without the token (the web page asks for it itself)
+
+
+class InvalidRequest(FlowError):
+    """The request itself is malformed (not JSON, wrong shape, bad query value)."""
+
+    kind = "invalid_request"
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def error_body(kind: str, message: str, problems: list[Problem] | None = None, **extra) -> dict:
+    """The one error shape: ``{"error": {"type", "message", "problems"?}}``."""
+    body: dict[str, Any] = {"type": kind, "message": message, **extra}
+    if problems:
+        body["problems"] = [p.to_json() for p in problems]
+    return {"error": body}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    """Named errors -> JSON with a status; HTTP errors -> the same shape; anything else -> a plain 500."""
+    try:
+        return await handler(request)
+    except FlowError as exc:
+        status = STATUS.get(exc.kind, 500)
+        extra = {}
+        if isinstance(exc, ModelNotFound):
+            extra["pull_command"] = exc.pull_command
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
+        return web.json_response(error_body(exc.kind, str(exc), getattr(exc, "problems", None), **extra),
+                                 status=status, headers=headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                413: "too_large"}.get(exc.status, "http_error")
+        return web.json_response(error_body(kind, exc.text or exc.reason), status=exc.status,
+                                 headers={k: v for k, v in exc.headers.items() if k.lower() != "content-type"})
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return web.json_response(error_body("internal", "internal error; the server log has the details"),
+                                 status=500)
+
+
+def auth_middleware(token: str):
+    """Require ``Authorization: Bearer <token>`` (or ``?token=`` for EventSource and WebSocket)."""
+    expected = token.encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.method == "OPTIONS" or request.path in OPEN_PATHS or not _is_api(request.path):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
+        if not hmac.compare_digest(given.encode(), expected):  # constant time
+            raise web.HTTPUnauthorized(text="an API token is required: send 'Authorization: Bearer <token>'",
+                                       headers={"WWW-Authenticate": 'Bearer realm="flow"'})
+        return await handler(request)
+
+    return middleware
+
+
+def _is_api(path: str) -> bool:
+    # The web page's static files load without a token; the page then asks for it once.
+    return not (path == "/" or path.startswith("/web/"))
+
+
+def cors_middleware(origins: str):
+    """CORS headers for the configured origins, and answers to preflight requests."""
+    allowed = {o.strip() for o in origins.split(",") if o.strip()}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        origin = request.headers.get("Origin")
+        ok = origin is not None and ("*" in allowed or origin in allowed)
+        if request.method == "OPTIONS" and ok:
+            response = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if ok:
+            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Prefer"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
+# -- request helpers -----------------------------------------------------------------------------
+
+async def json_body(request: web.Request, *, required: bool = True) -> dict:
+    """The request's JSON object (an empty body is ``{}`` when not required)."""
+    if not request.can_read_body:
+        if required:
+            raise InvalidRequest("the request needs a JSON object body")
+        return {}
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def wants_async(request: web.Request, default: bool = False) -> bool:
+    """``Prefer: respond-async`` or ``?wait=false`` (``?wait=true`` asks to wait where 202 is the default)."""
+    if "respond-async" in request.headers.get("Prefer", ""):
+        return True
+    wait = request.query.get("wait")
+    return default if wait is None else wait.lower() in ("false", "0", "no")
+
+
+def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    """A numeric query parameter within bounds, or a 400 naming it."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"query parameter {name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"query parameter {name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def job_url(request: web.Request, job_id: str) -> str:
+    return str(request.app.router["job"].url_for(id=job_id))
+
+
+async def answer(request: web.Request, record: JobRecord, *, async_default: bool = False) -> web.Response:
+    """202 with the job URL, or wait (bounded) and answer the result; a failed job answers its error."""
+    jobs, settings = request.app[JOBS], request.app[SETTINGS]
+    accepted = {"id": record.id, "state": record.state, "url": job_url(request, record.id)}
+    if wants_async(request, async_default):
+        return web.json_response(accepted, status=202, headers={"Location": accepted["url"]})
+    timeout = query_number(request, "timeout", settings.request_timeout, 0, 24 * 3600)
+    record = await jobs.wait(record.id, timeout)
+    if not record.terminal:
+        return web.json_response({**accepted, "state": record.state}, status=202,
+                                 headers={"Location": accepted["url"]})
+    body = request.app[PRESENTER].job_json(record, inline=request.query.get("media") == "base64")
+    if record.state == "finished":
+        return web.json_response(body)
+    error = record.error or {}
+    status = STATUS.get(error.get("cause", ""), STATUS.get(error.get("type", ""), 500))
+    return web.json_response({**body, "error": error}, status=status)
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+def endpoint_handler(endpoint: Endpoint):
+    """The handler of one saved endpoint: the body fills the workflow's params."""
+
+    async def handle(request: web.Request) -> web.Response:
+        params = await json_body(request, required=False)
+        record = request.app[JOBS].submit(endpoint.workflow, params, name=endpoint.name)
+        return await answer(request, record)
+
+    handle.__name__ = f"endpoint_{endpoint.name}"
+    return handle
+
+
+async def post_job(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if "workflow" not in body:
+        raise InvalidRequest("the body needs a 'workflow' (a workflow document) and may give 'params', 'outputs'")
+    params, outputs = body.get("params") or {}, body.get("outputs")
+    if not isinstance(params, dict):
+        raise InvalidRequest("'params' must be an object of param name -> value")
+    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
+        raise InvalidRequest("'outputs' must be a list of output names")
+    workflow = Workflow.from_dict(body["workflow"])
+    record = request.app[JOBS].submit(workflow, params, name=workflow.name, outputs=outputs)
+    return await answer(request, record, async_default=True)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    limit = int(query_number(request, "limit", 50, 1, 500))
+    before = request.query.get("before")
+    if before is not None and not before.isdigit():
+        raise InvalidRequest(f"query parameter before must be a job seq (an integer), got {before!r}")
+    records = request.app[JOBS].page(state=request.query.get("state"), limit=limit,
+                                     before=int(before) if before else None)
+    jobs = [{**r.to_json(), "seq": r.seq, "url": job_url(request, r.id)} for r in records]
+    page = {"jobs": jobs, "counts": request.app[JOBS].counts()}
+    if len(records) == limit:
+        page["next"] = str(request.rel_url.update_query(before=records[-1].seq))
+    return web.json_response(page)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    record = request.app[JOBS].get(request.match_info["id"])
+    inline = request.query.get("media") == "base64"
+    return web.json_response(request.app[PRESENTER].job_json(record, inline=inline, with_workflow=True))
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    record = request.app[JOBS].cancel(request.match_info["id"])
+    return web.json_response(request.app[PRESENTER].job_json(record))
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events of one job; ends after its one terminal event."""
+    jobs = request.app[JOBS]
+    job_id = request.match_info["id"]
+    subscription = jobs.subscribe(job_id)  # before reading the state: no event falls between
+    try:
+        record = jobs.get(job_id)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        await _sse(response, "job.state", request.app[PRESENTER].job_json(record))
+        if record.terminal:
+            await _sse(response, _terminal_kind(record), {"job_id": job_id, "state": record.state})
+            return response
+        while True:
+            try:
+                event = await subscription.next(timeout=15)
+            except asyncio.TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if event is None:  # dropped for falling behind
+                break
+            await _sse(response, event.kind, event.to_json())
+            if event.terminal:
+                break
+        return response
+    finally:
+        jobs.unsubscribe(subscription)
+
+
+def _terminal_kind(record: JobRecord) -> str:
+    return {"finished": "job.finished", "cancelled": "job.cancelled"}.get(record.state, "job.failed")
+
+
+async def _sse(response: web.StreamResponse, kind: str, data: dict) -> None:
+    await response.write(f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode())
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """Every job's events as JSON messages; ``?job=ID`` keeps one job's."""
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    jobs = request.app[JOBS]
+    subscription = jobs.subscribe(request.query.get("job"))
+    reader = asyncio.create_task(_drain(ws))
+    try:
+        while not ws.closed and not reader.done():
+            try:
+                event = await subscription.next(timeout=1)
+            except asyncio.TimeoutError:
+                continue
+            if event is None:
+                await ws.close(code=1013, message=b"too slow: events were dropped; reconnect")
+                break
+            await asyncio.wait_for(ws.send_json(event.to_json(), dumps=lambda o: json.dumps(o, default=str)), 10)
+    except (ConnectionResetError, asyncio.TimeoutError):
+        pass
+    finally:
+        jobs.unsubscribe(subscription)
+        reader.cancel()
+        await ws.close()
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    async for message in ws:
+        if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
+
+
+async def nodes(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ENGINE].registry.describe())
+
+
+async def workflows(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CATALOGUE].describe_workflows())
+
+
+async def workflow(request: web.Request) -> web.Response:
+    found = request.app[CATALOGUE].workflows.get(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound(text=f"no saved workflow {request.match_info['name']!r}; GET /workflows lists them")
+    return web.json_response(found.doc)
+
+
+async def endpoints(request: web.Request) -> web.Response:
+    return web.json_response([e.describe() for _, e in sorted(request.app[CATALOGUE].endpoints.items())])
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_openapi(request.app[CATALOGUE], VERSION))
+
+
+async def docs(request: web.Request) -> web.Response:
+    from gateway.docs import render_docs
+
+    return web.Response(text=render_docs(request.app[CATALOGUE], request.app[ENGINE].registry),
+                        content_type="text/html")
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    body: dict[str, Any] = {"status": "ok", "version": VERSION,
+                            "uptime": time.time() - request.app[STARTED],
+                            "jobs": request.app[JOBS].counts(),
+                            "endpoints": sorted(request.app[CATALOGUE].endpoints)}
+    if engine.models is not None:
+        body["models"] = await asyncio.get_running_loop().run_in_executor(None, _model_health, engine.models)
+    problems = request.app[CATALOGUE].problems
+    if problems:
+        body["workflow_problems"] = problems
+    return web.json_response(body)
+
+
+def _model_health(models) -> dict:
+    report = models.report().to_json()
+    ollama = getattr(models, "ollama", None)
+    if ollama is not None:
+        try:
+            report["ollama"] = {"reachable": True, "loaded": [m.get("name") for m in ollama.loaded()]}
+        except Exception as exc:  # reported, not raised: health must answer
+            report["ollama"] = {"reachable": False, "error": str(exc)}
+    return report
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = request.app[METRICS].render(request.app[JOBS].counts(), request.app[ENGINE])
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def files(request: web.Request) -> web.StreamResponse:
+    """An output file, only from the output folder (real paths compared; symlinks cannot lead out)."""
+    root = request.app[SETTINGS].output_dir
+    try:
+        path = safe_join(root, request.match_info["path"])
+    except UnsafePath:
+        raise web.HTTPNotFound(text="no such file") from None
+    if not path.is_file():
+        raise web.HTTPNotFound(text="no such file")
+    return web.FileResponse(path)
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    page = WEB_DIR / "index.html"
+    if page.is_file():
+        return web.FileResponse(page)
+    raise web.HTTPFound("/docs")
+
+
+# -- models --------------------------------------------------------------------------------------
+
+async def models_list(request: web.Request) -> web.Response:
+    models = request.app[ENGINE].models
+    local = await asyncio.get_running_loop().run_in_executor(None, models.store.list)
+    return web.json_response({"models": [m.to_json() for m in local]})
+
+
+async def models_loaded(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ENGINE].models.report().to_json())
+
+
+async def models_pull(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    ref = body.get("ref")
+    if not isinstance(ref, str):
+        raise InvalidRequest("the body needs 'ref', e.g. {\"ref\": \"hf:stabilityai/sd-turbo\"}")
+    inputs = {"ref": ref}
+    if body.get("variant"):
+        inputs["variant"] = body["variant"]
+    workflow = Workflow.from_dict({"name": "pull", "nodes": {"pull": {"type": "model.pull", "inputs": inputs}}})
+    record = request.app[JOBS].submit(workflow, {}, name="model.pull")
+    return await answer(request, record, async_default=True)
+
+
+async def models_unload(request: web.Request) -> web.Response:
+    body = await json_body(request, required=False)
+    ref = body.get("ref")
+    models = request.app[ENGINE].models
+    result = await asyncio.get_running_loop().run_in_executor(None, lambda: models.unload(ref))
+    return web.json_response(result)
+
+
+# -- the application -----------------------------------------------------------------------------
+
+def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | None = None,
+               store: JobStore | None = None) -> web.Application:
+    """The gateway application over ``engine``; the job queue starts and stops with it."""
+    middlewares = [errors_middleware]
+    if settings.cors_origins:
+        middlewares.insert(0, cors_middleware(settings.cors_origins))
+    if settings.api_token:
+        middlewares.append(auth_middleware(settings.api_token))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    catalogue = catalogue or Catalogue(engine, settings.workflows_dir)
+    presenter = Presenter(settings.output_dir)
+    jobs = JobQueue(engine, store or JobStore(settings.jobs_db), present=presenter.result_json,
+                    workers=settings.job_workers, max_queued=settings.max_queued,
+                    requeue_limit=settings.requeue_limit, time_limit=settings.job_time_limit or None)
+    metrics_ = Metrics()
+    engine.subscribe(metrics_.observe)
+    app[ENGINE], app[SETTINGS], app[CATALOGUE], app[JOBS] = engine, settings, catalogue, jobs
+    app[PRESENTER], app[METRICS], app[STARTED] = presenter, metrics_, time.time()
+
+    routes = [
+        web.get("/", index), web.get("/health", health), web.get("/metrics", metrics),
+        web.get("/nodes", nodes), web.get("/workflows", workflows), web.get("/workflows/{name:.+}", workflow),
+        web.get("/endpoints", endpoints), web.get("/openapi.json", openapi), web.get("/docs", docs),
+        web.post("/jobs", post_job), web.get("/jobs", list_jobs),
+        web.get("/jobs/{id}", get_job, name="job"), web.delete("/jobs/{id}", delete_job),
+        web.get("/jobs/{id}/events", job_events), web.get("/ws", websocket),
+        web.get("/files/{path:.+}", files),
+    ]
+    if engine.models is not None:
+        routes += [web.get("/models", models_list), web.get("/models/loaded", models_loaded),
+                   web.post("/models/pull", models_pull), web.post("/models/unload", models_unload)]
+    routes += [web.post(path, endpoint_handler(ep)) for path, ep in sorted(catalogue.endpoints.items())]
+    app.add_routes(routes)
+    if WEB_DIR.is_dir():
+        app.router.add_static("/web/", WEB_DIR)
+
+    async def lifecycle(app: web.Application):
+        await jobs.start()
+        yield
+        await jobs.stop()
+        jobs.store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def serve(settings: Settings, engine: Engine) -> None:
+    """Run the gateway until interrupted (what ``flow serve`` calls)."""
+    app = create_app(engine, settings)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"flow gateway on {url}  (docs: {url}/docs, web page: {url}/)", flush=True)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
+                handle_signals=True)
