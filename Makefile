@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/flow run workflows/hello.json --param name=world
+	$(BIN)/flow serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

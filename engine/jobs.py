@@ -88,6 +88,7 @@ class JobQueue:
         self._workers_wanted = max(1, workers)
         self._queue: deque[str] = deque()
         self._workflows: dict[str, Workflow] = {}  # compiled-once workflows of jobs submitted here
+        self._records: dict[str, JobRecord] = {}  # jobs not ended yet, as stored (saves re-reading them)
         self._live: dict[str, dict[str, Any]] = {}  # running jobs: current node, progress
         self._tokens: dict[str, CancelToken] = {}
         self._done: dict[str, asyncio.Event] = {}
@@ -142,6 +143,7 @@ class JobQueue:
                            outputs=outputs, created=time.time())
         self.store.add(record)  # durable before anyone is told the job exists
         self._workflows[record.id] = workflow
+        self._records[record.id] = record
         self._queue.append(record.id)
         self._publish(ev.JobQueued(record.id, position=len(self._queue)))
         self._wake.set()
@@ -149,9 +151,10 @@ class JobQueue:
 
     def get(self, job_id: str) -> JobRecord:
         """The job with its live state (queue position, current node, progress)."""
-        record = self.store.get(job_id)
+        record = self._records.get(job_id) or self.store.get(job_id)
         if record is None:
             raise JobNotFound(job_id)
+        record.extra = {}
         if record.state == QUEUED and job_id in self._queue:
             record.extra["position"] = self._queue.index(job_id) + 1
         elif record.state == RUNNING:
@@ -175,8 +178,8 @@ class JobQueue:
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except asyncio.TimeoutError:
-            pass
-        return self.get(job_id)
+            return self.get(job_id)
+        return record if record.terminal else self.get(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job now, or ask a running one to stop; raises JobEnded if it ended."""
@@ -220,9 +223,10 @@ class JobQueue:
                 self.log.exception("job %s: unexpected error in the queue", job_id)
 
     async def _run(self, job_id: str) -> None:
-        record = self.store.get(job_id)
+        record = self._records.get(job_id) or self.store.get(job_id)
         if record is None or record.state != QUEUED:
             return
+        self._records[job_id] = record
         record.state, record.started = RUNNING, time.time()
         record.attempts += 1
         self.store.save(record)
@@ -269,6 +273,7 @@ class JobQueue:
             # Not the job's fault: it runs again on the next start, without using up an attempt.
             record.state, record.error, record.attempts = QUEUED, None, record.attempts - 1
             self.store.save(record)
+            self._records.pop(job_id, None)
             return
         record.ended = time.time()
         self.store.save(record)
@@ -291,6 +296,7 @@ class JobQueue:
             self._subscribers.discard(subscription)
 
     def _end(self, record: JobRecord, terminal: ev.Event) -> None:
+        self._records.pop(record.id, None)
         self._publish(terminal)
         done = self._done.pop(record.id, None)
         if done is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 
 from .errors import FlowError
@@ -38,10 +39,12 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}(/[A-Za-z0-9_][A-Za-z0
 class OutputFiles:
     """Allocates new files under the output folder, never overwriting one."""
 
-    __slots__ = ("root",)
+    __slots__ = ("root", "_next", "_lock")
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._next: dict[tuple[Path, str], int] = {}  # next counter per (base, suffix): no rescans
+        self._lock = threading.Lock()
 
     def new_path(self, prefix: str, suffix: str) -> Path:
         """Create and return a fresh file ``<prefix>_00001<suffix>`` (counter bumped until free).
@@ -59,12 +62,20 @@ class OutputFiles:
         base = safe_join(self.root, prefix)
         base.parent.mkdir(parents=True, exist_ok=True)
         safe_join(self.root, os.path.relpath(base.parent, os.path.realpath(self.root)))
-        counter = 1
-        while True:
-            path = base.with_name(f"{base.name}_{counter:05d}{suffix}")
-            try:
-                # "x" mode: atomic create-if-absent, so concurrent nodes never share a file.
-                with open(path, "x"):
-                    return path
-            except FileExistsError:
+        with self._lock:
+            counter = self._next.get((base, suffix))
+            if counter is None:  # first file of this name here: continue after the highest one on disk
+                pattern = re.compile(re.escape(base.name) + r"_(\d+)" + re.escape(suffix) + "$")
+                taken = [int(m.group(1)) for p in base.parent.iterdir() if (m := pattern.match(p.name))]
+                counter = max(taken, default=0) + 1
+            while True:
+                path = base.with_name(f"{base.name}_{counter:05d}{suffix}")
                 counter += 1
+                try:
+                    # "x" mode: atomic create-if-absent, so no two writers (or processes) share a file.
+                    with open(path, "x"):
+                        break
+                except FileExistsError:
+                    continue
+            self._next[(base, suffix)] = counter
+        return path
