@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -369,6 +370,12 @@ async def health(request: web.Request) -> web.Response:
 
 def _model_health(models) -> dict:
     report = models.report().to_json()
+    torch = sys.modules.get("torch")  # only once a model (or the start-up probe) loaded it
+    if torch is not None:
+        gpu = torch.cuda.is_available()
+        report["torch"] = {"version": torch.__version__, "hip": getattr(torch.version, "hip", None),
+                           "cuda": torch.version.cuda,
+                           "gpu": torch.cuda.get_device_name(0) if gpu else None}
     ollama = getattr(models, "ollama", None)
     if ollama is not None:
         try:
@@ -412,7 +419,13 @@ async def models_list(request: web.Request) -> web.Response:
 
 
 async def models_loaded(request: web.Request) -> web.Response:
-    return web.json_response(request.app[ENGINE].models.report().to_json())
+    models = request.app[ENGINE].models
+
+    def report():
+        models.device  # probe the device and budget first (imports torch once) so the report names them
+        return models.report().to_json()
+
+    return web.json_response(await asyncio.get_running_loop().run_in_executor(None, report))
 
 
 async def models_pull(request: web.Request) -> web.Response:
@@ -420,6 +433,7 @@ async def models_pull(request: web.Request) -> web.Response:
     ref = body.get("ref")
     if not isinstance(ref, str):
         raise InvalidRequest("the body needs 'ref', e.g. {\"ref\": \"hf:stabilityai/sd-turbo\"}")
+    request.app[ENGINE].models.store.parse(ref)  # a bad reference is a 400 now, not a failed job later
     inputs = {"ref": ref}
     if body.get("variant"):
         inputs["variant"] = body["variant"]
@@ -476,7 +490,14 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
 
     async def lifecycle(app: web.Application):
         await jobs.start()
+        probe = None
+        if engine.models is not None and settings.probe_device:
+            # Find the GPU and its budget in the background: /health answers at once, and
+            # reports the device as soon as torch is imported (seconds).
+            probe = asyncio.get_running_loop().run_in_executor(None, lambda: engine.models.device)
         yield
+        if probe is not None:
+            await asyncio.wait([probe], timeout=30)
         await jobs.stop()
         jobs.store.close()
 

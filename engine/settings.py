@@ -89,6 +89,8 @@ class Settings:
     max_body_bytes: int = 64 << 20
     #: origins allowed by CORS, comma-separated ("*" for any); empty: no CORS headers
     cors_origins: str = ""
+    #: find the GPU and its memory budget when the gateway starts (imports torch in the background)
+    probe_device: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -270,3 +270,52 @@ def test_gateway_workflow_that_shadows_a_route_is_refused(gateway, workflows_dir
             assert "/jobs/x" not in health["endpoints"]
 
     run(scenario())
+
+
+def test_gateway_body_size_limit_and_cors(gateway):
+    async def scenario():
+        async with gateway(max_body_bytes=1024, cors_origins="http://app.example") as client:
+            big = await client.post("/hello", data=b'{"name": "' + b"x" * 4096 + b'"}',
+                                    headers={"Content-Type": "application/json"})
+            assert big.status == 413 and (await big.json())["error"]["type"] == "too_large"
+            preflight = await client.options("/hello", headers={"Origin": "http://app.example",
+                                                                "Access-Control-Request-Method": "POST"})
+            assert preflight.status == 204
+            assert preflight.headers["Access-Control-Allow-Origin"] == "http://app.example"
+            other = await client.get("/health", headers={"Origin": "http://elsewhere.example"})
+            assert "Access-Control-Allow-Origin" not in other.headers
+
+    run(scenario())
+
+
+def test_gateway_models_api(registry, settings, tmp_path):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from engine import Engine
+    from engine.models import ModelManager, ModelStore
+    from server import create_app
+
+    async def scenario():
+        models = ModelManager(ModelStore(tmp_path / "models"), device="cpu", gpu_budget=1 << 20)
+        engine = Engine(registry, models=models, output_dir=settings.output_dir)
+        client = TestClient(TestServer(create_app(engine, settings.with_(probe_device=False))))
+        await client.start_server()
+        try:
+            listing = await client.get("/models")
+            assert listing.status == 200 and (await listing.json())["models"] == []
+            loaded = await (await client.get("/models/loaded")).json()
+            assert loaded["device"] == "cpu" and loaded["models"] == []
+            unloaded = await client.post("/models/unload", json={})
+            assert unloaded.status == 200 and (await unloaded.json())["unloaded"] == []
+            for ref in ("hf:../../etc", "file:///etc/passwd", "x" * 10_000):
+                refused = await client.post("/models/pull", json={"ref": ref})
+                assert refused.status == 400, ref
+                assert (await refused.json())["error"]["type"] == "invalid_model_ref"
+            assert (await client.post("/models/pull", json={})).status == 400
+            health = await (await client.get("/health")).json()
+            assert health["models"]["device"] == "cpu"
+        finally:
+            await client.close()
+            engine.close()
+
+    run(scenario())
