@@ -13,6 +13,36 @@ from .cancel import CancelToken
 from .paths import OutputFiles
 
 
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What a run is: the workflow document, the params given, every param's value used, the seeds."""
+
+    job_id: str
+    workflow: dict
+    params: dict[str, Any]
+    used: dict[str, Any]
+    seeds: dict[str, int]
+    seed_inputs: dict[str, str]  # node -> the name of its seed input
+
+    def reproducible(self) -> dict:
+        """A workflow document that reproduces this run as is: params default to the values used and
+        every drawn seed is written in. Save nodes embed it in the files they write."""
+        import copy
+
+        doc = copy.deepcopy(self.workflow)
+        bound = {(b["node"], b["input"]): name for name, p in doc.get("params", {}).items() for b in p["bind"]}
+        for name, param in doc.get("params", {}).items():
+            if name in self.used:
+                param["default"] = self.used[name]
+        for node, seed in self.seeds.items():
+            seed_input = self.seed_inputs[node]
+            if (node, seed_input) in bound:
+                doc["params"][bound[(node, seed_input)]]["default"] = seed
+            else:
+                doc["nodes"][node].setdefault("inputs", {})[seed_input] = seed
+        return doc
+
+
 @dataclass(slots=True)
 class NodeContext:
     """What a node may use: models, output files, progress, cancellation, a logger, the GPU lock.
@@ -29,6 +59,8 @@ class NodeContext:
     _cancel: CancelToken
     _progress: Callable[[float, float | None, str | None], None]
     _gpu_lock: threading.Lock
+    #: the run this node belongs to (save nodes embed ``run.reproducible()`` in their files)
+    run: RunInfo | None = None
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress of this node (e.g. step 3 of 20); safe to call from any thread."""

@@ -18,7 +18,7 @@ from . import events as ev
 from .cache import Cache, MemoryCache, NullCache
 from .cancel import CancelToken
 from .compile import CompiledWorkflow, Step, canonical, compile_workflow, step_key
-from .context import NodeContext
+from .context import NodeContext, RunInfo
 from .errors import Cancelled, InvalidWorkflow, NodeFailed, Problem
 from .node import SEED_MAX
 from .paths import OutputFiles
@@ -120,6 +120,8 @@ class Engine:
         plan = self.plan(compiled, filled, outputs)
         job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
                    cancel or CancelToken(), self.log)
+        job.info = RunInfo(job.id, workflow.doc, dict(params or {}), compiled.effective_params(params or {}),
+                           plan.seeds, {nid: compiled.steps[nid].seed_input for nid in plan.seeds})
         started = time.perf_counter()
         job.emit(ev.JobStarted(job.id, to_run=len(plan.order), cached=len(plan.hits)))
         try:
@@ -263,7 +265,7 @@ class Engine:
         job.emit(ev.NodeStarted(job.id, node=step.id, node_type=step.cls.type))
         ctx = NodeContext(job.id, step.id, step.cls.type, self.models, self.files,
                           self.log.getChild(step.id), job.token, job.progress_reporter(step, loop),
-                          self._gpu_lock)
+                          self._gpu_lock, job.info)
         if step.cls.is_async():
             return asyncio.ensure_future(step.run(ctx, **inputs))
         if step.cls.blocking:
@@ -322,7 +324,7 @@ def _checked(step: Step, outputs: Any, job: "_Job") -> dict:
 class _Job:
     """Per-run state the executor threads through: id, listeners, cancel token."""
 
-    __slots__ = ("id", "listeners", "token", "log", "loop_thread", "ended")
+    __slots__ = ("id", "listeners", "token", "log", "loop_thread", "ended", "info")
 
     def __init__(self, job_id: str, listeners: list[Listener], token: CancelToken, log: logging.Logger):
         self.id = job_id
@@ -331,6 +333,7 @@ class _Job:
         self.log = log
         self.loop_thread = threading.get_ident()
         self.ended = False
+        self.info: RunInfo | None = None
 
     def emit(self, event: ev.Event) -> None:
         """Deliver ``event`` to every listener; a failing listener is logged, never fatal to the job.

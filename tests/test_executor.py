@@ -272,3 +272,33 @@ def test_executor_save_nodes_write_under_output_dir(engine, tmp_path):
     assert path.is_relative_to((tmp_path / "out").resolve())
     again = engine.run_sync(hello, {"name": "tests"})
     assert again.executed == ["save"] and Path(again.outputs["file"]) != path
+
+
+def test_executor_run_info_reproduces_a_run_with_drawn_seeds(registry, tmp_path):
+    """Save nodes embed ctx.run.reproducible(): running that document gives the same outputs."""
+    from engine import Engine, Input, JSON, Node, NullCache, Output, Registry
+
+    class Provenance(Node):
+        """Return the reproducible document of the run."""
+
+        type = "zoo.provenance"
+        blocking = False
+        volatile = True
+        inputs = {"x": Input(JSON, "ignored", default=None)}
+        outputs = {"doc": Output(JSON, "the document")}
+
+        def run(self, ctx, x):
+            return {"doc": ctx.run.reproducible()}
+
+    engine = Engine(Registry([*registry, Provenance]), cache=NullCache(), output_dir=tmp_path)
+    g = (G().node("r", "zoo.rand").node("r2", "zoo.rand", scale=link("k", "value"))
+         .node("k", "primitive.float", value=2.0)
+         .node("p", "zoo.provenance", x=link("r", "value"))
+         .param("scale", ("r", "scale"), default=1.0).param("seed2", ("r2", "seed"))
+         .output("v", "r", "value").output("v2", "r2", "value").output("doc", "p", "doc"))
+    g.doc["params"]["seed2"]["default"] = None
+    first = engine.run_sync(g.build(), {"scale": 3.0})
+    replay = engine.run_sync(Workflow.from_dict(first.outputs["doc"]))
+    assert replay.outputs["v"] == first.outputs["v"] and replay.outputs["v2"] == first.outputs["v2"]
+    assert replay.seeds == first.seeds
+    engine.close()
