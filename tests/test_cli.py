@@ -110,7 +110,7 @@ def test_cli_help_imports_no_heavy_library(tmp_path):
     probe = ("import sys; sys.argv = ['flow', '--help']\n"
              "import cli\n"
              "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-             "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'networkx', 'jsonschema', 'engine')"
+             "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'networkx', 'jsonschema', 'engine.executor', 'nodes')"
              " if m in sys.modules]\n"
              "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
