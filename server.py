@@ -224,7 +224,15 @@ async def post_job(request: web.Request) -> web.Response:
         raise InvalidRequest("'params' must be an object of param name -> value")
     if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
         raise InvalidRequest("'outputs' must be a list of output names")
-    workflow = Workflow.from_dict(body["workflow"])
+    engine = request.app[ENGINE]
+
+    def prepare() -> Workflow:
+        # Parsing and validating a large graph takes a while: do it off the event loop.
+        workflow = Workflow.from_dict(body["workflow"])
+        engine.compile(workflow).bind(params)
+        return workflow
+
+    workflow = await asyncio.get_running_loop().run_in_executor(None, prepare)
     record = request.app[JOBS].submit(workflow, params, name=workflow.name, outputs=outputs)
     return await answer(request, record, async_default=True)
 
