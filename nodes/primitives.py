@@ -1,63 +1,28 @@
 """Primitive value nodes: a literal of each basic type, as an output other nodes can link to."""
 
-from engine import BOOL, FLOAT, INT, JSON, TEXT, Input, Node, Output
+from engine import BOOL, FLOAT, INT, JSON, TEXT, Input, Node, Output, ValueType
 
 
-class Text(Node):
-    """A text value."""
+def _primitive(name: str, value_type: ValueType, what: str) -> type[Node]:
+    """A node class `primitive.<name>` that outputs its one input, a `what`."""
 
-    type = "primitive.text"
-    blocking = False
-    inputs = {"value": Input(TEXT, "the text")}
-    outputs = {"value": Output(TEXT, "the same text")}
+    class Primitive(Node):
+        __doc__ = f"A {what}."
+        type = f"primitive.{name}"
+        blocking = False
+        inputs = {"value": Input(value_type, f"the {what}")}
+        outputs = {"value": Output(value_type, f"the same {what}")}
 
-    def run(self, ctx, value):
-        return {"value": value}
+        def run(self, ctx, value):
+            # JSON allows 1 where a number is expected; a FLOAT output is always a float
+            return {"value": float(value) if value_type is FLOAT else value}
 
-
-class Int(Node):
-    """An integer value."""
-
-    type = "primitive.int"
-    blocking = False
-    inputs = {"value": Input(INT, "the integer")}
-    outputs = {"value": Output(INT, "the same integer")}
-
-    def run(self, ctx, value):
-        return {"value": value}
+    Primitive.__name__ = Primitive.__qualname__ = name.capitalize()
+    return Primitive
 
 
-class Float(Node):
-    """A number."""
-
-    type = "primitive.float"
-    blocking = False
-    inputs = {"value": Input(FLOAT, "the number")}
-    outputs = {"value": Output(FLOAT, "the same number")}
-
-    def run(self, ctx, value):
-        return {"value": float(value)}
-
-
-class Bool(Node):
-    """A true/false value."""
-
-    type = "primitive.bool"
-    blocking = False
-    inputs = {"value": Input(BOOL, "true or false")}
-    outputs = {"value": Output(BOOL, "the same value")}
-
-    def run(self, ctx, value):
-        return {"value": value}
-
-
-class Json(Node):
-    """Any JSON value (object, array, string, number, boolean or null)."""
-
-    type = "primitive.json"
-    blocking = False
-    inputs = {"value": Input(JSON, "the JSON value")}
-    outputs = {"value": Output(JSON, "the same value")}
-
-    def run(self, ctx, value):
-        return {"value": value}
+Text = _primitive("text", TEXT, "text value")
+Int = _primitive("int", INT, "whole number")
+Float = _primitive("float", FLOAT, "number")
+Bool = _primitive("bool", BOOL, "true/false value")
+Json = _primitive("json", JSON, "JSON value (object, array, string, number, boolean or null)")
