@@ -2,12 +2,14 @@
 
 from engine import Registry
 
-from . import data, primitives, text
+from . import data, image, models, primitives, text
 
 NODES = [
     primitives.Text, primitives.Int, primitives.Float, primitives.Bool, primitives.Json,
     text.Template, text.Join, text.Save,
     data.Get, data.Save,
+    models.Pull,
+    image.Generate, image.Edit, image.Load, image.Save,
 ]
 
 

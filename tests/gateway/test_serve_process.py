@@ -45,7 +45,8 @@ def test_serve_sigkill_loses_no_job(served):
     server = served(FLOW_JOB_WORKERS=1, FLOW_CACHE_BYTES=0)
     ids = []
     for i in range(20):
-        status, body = server.call("POST", "/jobs", {"workflow": heavy_job(f"job{i}")})
+        # the first job runs for seconds, so the others are still waiting when the server dies
+        status, body = server.call("POST", "/jobs", {"workflow": heavy_job(f"job{i}", n=600 if i == 0 else 100)})
         assert status == 202, body
         ids.append(body["id"])
     before = {i: server.call("GET", f"/jobs/{i}")[1]["state"] for i in ids}

@@ -1,0 +1,128 @@
+"""Image files: load from the input folder or from base64 / a data URL, save as PNG, WebP or JPEG."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+from engine import BOOL, IMAGE, INT, JSON, MASK, TEXT, FlowError, Input, Node, Output
+from engine.paths import safe_join
+
+from .values import FORMATS, Images, Mask, recipe_of
+
+#: larger images are refused before decoding (decompression bombs)
+MAX_PIXELS = 4096 * 4096
+_DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+(;[A-Za-z0-9=.-]+)*;base64,", re.I)
+
+
+class Load(Node):
+    """Load an image from a file in the input folder, or from base64 / a data URL; also its mask."""
+
+    type = "image.load"
+    inputs = {
+        "path": Input(TEXT, "a file under the input folder (relative path); today that is the output folder",
+                      default="", maxLength=1000),
+        "data": Input(TEXT, "the image as base64 or a data URL (data:image/png;base64,...)", default="",
+                      maxLength=64 << 20),
+        "mask_from": Input(TEXT, "mask output: auto = transparent areas if the image has alpha, else white "
+                                 "areas; luminance = white areas", default="auto", enum=["auto", "luminance"]),
+        "optional": Input(BOOL, "when neither path nor data is given, output nothing instead of failing",
+                          default=False),
+    }
+    outputs = {
+        "image": Output(IMAGE, "the image (RGB)"),
+        "mask": Output(MASK, "a mask from the image: white marks what an edit may repaint"),
+        "width": Output(INT, "width in pixels"),
+        "height": Output(INT, "height in pixels"),
+    }
+
+    @classmethod
+    def check(cls, literals, given):
+        if literals.get("path") and literals.get("data"):
+            yield "data", "give either path or data, not both"
+
+    def run(self, ctx, path, data, mask_from, optional):
+        if path and data:
+            raise FlowError("inputs 'path' and 'data' are both given; give one of them")
+        if not path and not data:
+            if optional:
+                return {"image": None, "mask": None, "width": 0, "height": 0}
+            raise FlowError("neither input 'path' nor input 'data' is given; give a file or base64 image data")
+        if path:
+            file = safe_join(ctx.files.root, path)
+            if not file.is_file():
+                raise FlowError(f"input 'path': no file {path!r} in the input folder {str(ctx.files.root)!r}")
+            raw, which, source = file.read_bytes(), "path", {"path": path}
+        else:
+            raw, which, source = _decode_base64(data), "data", {"data": data}
+        picture, mask_picture = _open(raw, which, mask_from)
+        inputs = {**source, "mask_from": mask_from}
+        image_value = Images((picture,), recipes=(recipe_of(ctx.node_id, self.type, inputs, "image", {}),))
+        params = {"node": self.type, "source": path or "data", "sha256": image_value.content_hash()}
+        image_value = Images((picture,), (params,), image_value.recipes)
+        mask_value = Mask(mask_picture, recipe_of(ctx.node_id, self.type, inputs, "mask", {}))
+        width, height = picture.size
+        return {"image": image_value, "mask": mask_value, "width": width, "height": height}
+
+
+def _decode_base64(data: str) -> bytes:
+    text = data.strip()
+    match = _DATA_URL.match(text)
+    if match:
+        text = text[match.end():]
+    elif text.startswith("data:"):
+        raise FlowError("input 'data' is a data URL but not a base64 image one; write data:image/png;base64,...")
+    try:
+        return base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FlowError(f"input 'data' is not valid base64 ({exc}); give base64 or a data URL") from exc
+
+
+def _open(raw: bytes, which: str, mask_from: str):
+    """Decode image bytes into an RGB image and a mask, with errors that name the input."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as opened:
+            width, height = opened.size
+            if width * height > MAX_PIXELS:
+                raise FlowError(f"input {which!r} is {width}x{height}, more than {MAX_PIXELS} pixels; resize it first")
+            opened.load()
+            picture = ImageOps.exif_transpose(opened)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise FlowError(f"input {which!r} is not a readable image ({exc}); give a PNG, JPEG or WebP image") from exc
+    has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
+    if mask_from == "auto" and has_alpha:
+        # Transparent = repaint, the convention of image edit APIs.
+        mask = ImageOps.invert(picture.convert("RGBA").getchannel("A"))
+    else:
+        mask = picture.convert("L")
+    return picture.convert("RGB"), mask
+
+
+class Save(Node):
+    """Save images to the output folder (PNG, WebP or JPEG) with their parameters and workflow embedded."""
+
+    type = "image.save"
+    volatile = True  # writing files is the point: every run writes new ones
+    inputs = {
+        "images": Input(IMAGE, "the images to save"),
+        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="image/flow", maxLength=200),
+        "format": Input(TEXT, "file type", default="png", enum=list(FORMATS)),
+        "quality": Input(INT, "WebP and JPEG quality", default=90, minimum=1, maximum=100),
+        "embed": Input(BOOL, "embed the parameters and the workflow that re-makes each image", default=True),
+        "metadata": Input(JSON, "more text entries to embed (an object: key -> text or JSON)", default=None,
+                          type="object", maxProperties=64),
+    }
+    outputs = {
+        "paths": Output(JSON, "paths of the files written, one per image"),
+        "path": Output(TEXT, "path of the first file written"),
+    }
+
+    def run(self, ctx, images, prefix, format, quality, embed, metadata):
+        if images is None:
+            raise FlowError("input 'images' is empty; nothing to save")
+        paths = images.write_files(ctx.files, prefix, format, quality, extra=metadata, embed=embed)
+        return {"paths": [str(p) for p in paths], "path": str(paths[0])}

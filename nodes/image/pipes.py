@@ -1,0 +1,174 @@
+"""The diffusers backend: one loaded model per reference, task pipelines derived from it, and a run.
+
+A model is loaded once (`DiffusionPipeline.from_pretrained`, the class its `model_index.json`
+names) and wrapped in :class:`Pipelines`, which the model manager leases, measures, moves and
+switches to lower-memory modes. Text-to-image, image-to-image, inpainting and instruction
+edits are derived from the same weights with `from_pipe` (no copy), so every image node shares
+one load. diffusers and torch are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from engine import FlowError
+
+#: the manager's cache key for this loader (reference + variant): image nodes share one load
+VARIANT = "image"
+DEFAULT_MODEL = "hf:stabilityai/sd-turbo"
+
+#: a short list of named samplers; "default" keeps the one the model ships with
+SCHEDULERS = {
+    "default": None,
+    "euler": "EulerDiscreteScheduler",
+    "euler_ancestral": "EulerAncestralDiscreteScheduler",
+    "dpmpp_2m": "DPMSolverMultistepScheduler",
+    "ddim": "DDIMScheduler",
+}
+
+# Settings a scheduler made from another's config needs (SD's own DDIM config), by name.
+_SCHEDULER_OVERRIDES = {"ddim": {"clip_sample": False, "set_alpha_to_one": False}}
+
+
+class Pipelines:
+    """One loaded diffusers model; offers the manager's lower-memory switches and derives task pipelines."""
+
+    def __init__(self, base: Any):
+        self.base = base
+
+    @property
+    def components(self) -> dict:
+        """The torch modules and helpers of the model (the manager measures and moves these)."""
+        return self.base.components
+
+    def to(self, device: str) -> "Pipelines":
+        """Move every component (the manager calls this to place or offload the model)."""
+        self.base.to(device)
+        return self
+
+    @property
+    def unet_channels(self) -> int | None:
+        """Input channels of the denoiser: 4 text-to-image, 9 inpainting, 8 InstructPix2Pix."""
+        denoiser = getattr(self.base, "unet", None)
+        return getattr(getattr(denoiser, "config", None), "in_channels", None)
+
+    # -- the manager's lower-memory modes (see engine.models.sizes.lower_memory) --------------
+
+    def enable_vae_slicing(self) -> None:
+        """Decode a batch one image at a time."""
+        self.base.vae.enable_slicing()
+
+    def enable_vae_tiling(self) -> None:
+        """Encode and decode large images in overlapping tiles."""
+        self.base.vae.enable_tiling()
+
+    def enable_attention_slicing(self) -> None:
+        """Compute attention in slices (less peak memory, a little slower)."""
+        self.base.enable_attention_slicing()
+
+    def enable_model_cpu_offload(self) -> None:
+        """Keep components in RAM and move each to the GPU only while it runs (accelerate's hooks)."""
+        self.base.enable_model_cpu_offload()
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def for_task(self, task: str, scheduler: str = "default") -> Any:
+        """A pipeline for `task` (text2img, img2img, inpaint, instruct) sharing this model's weights."""
+        import diffusers
+
+        base = self.base
+        kwargs = {}
+        if SCHEDULERS.get(scheduler):
+            # A fresh scheduler per run: schedulers keep per-run state, and the base stays untouched.
+            kwargs["scheduler"] = getattr(diffusers, SCHEDULERS[scheduler]).from_config(
+                base.scheduler.config, **_SCHEDULER_OVERRIDES.get(scheduler, {}))
+        elif hasattr(base, "scheduler"):
+            kwargs["scheduler"] = type(base.scheduler).from_config(base.scheduler.config)
+        if task == "instruct":
+            pipe = type(base).from_pipe(base, **kwargs)
+        else:
+            auto = {"text2img": diffusers.AutoPipelineForText2Image, "img2img": diffusers.AutoPipelineForImage2Image,
+                    "inpaint": diffusers.AutoPipelineForInpainting}[task]
+            pipe = auto.from_pipe(base, **kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def is_instruct(self) -> bool:
+        """True for InstructPix2Pix-style models (the edit follows an instruction)."""
+        return "InstructPix2Pix" in type(self.base).__name__
+
+    def check_task(self, task: str, model: str) -> None:
+        """Refuse a task the checkpoint cannot do, saying what it can do instead."""
+        channels = self.unet_channels
+        if task == "instruct":
+            if not self.is_instruct():
+                raise FlowError(f"model {model!r} is not an InstructPix2Pix model; use e.g. "
+                                "hf:timbrooks/instruct-pix2pix for instructions, or mode img2img or inpaint")
+        elif self.is_instruct() or channels == 8:
+            raise FlowError(f"model {model!r} is an InstructPix2Pix model and cannot do {task}; use image.edit "
+                            "with an instruction as the prompt (mode auto or instruct)")
+        elif channels == 9 and task != "inpaint":
+            raise FlowError(f"model {model!r} is an inpainting model and cannot do {task}; give image.edit a mask, "
+                            "or use a text-to-image model")
+
+
+def loader(device: str) -> Callable[[Path], Pipelines]:
+    """The manager's loader: `from_pretrained` on the CPU, half precision when it will run on a GPU."""
+
+    def load(folder: Path) -> Pipelines:
+        import torch
+        from diffusers import DiffusionPipeline
+
+        dtype = torch.float16 if device != "cpu" else torch.float32
+        try:
+            base = DiffusionPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True,
+                                                     variant=_variant(folder, device))
+        except (OSError, ValueError) as exc:
+            raise FlowError(f"cannot load a diffusers pipeline from {folder}: {exc}") from exc
+        return Pipelines(base)
+
+    return load
+
+
+def _variant(folder: Path, device: str) -> str | None:
+    """"fp16" when half-precision weights are present and wanted (or the only ones), else the plain files."""
+    weights = list(folder.glob("*/*.safetensors"))
+    half = [w for w in weights if w.name.endswith(".fp16.safetensors")]
+    plain = [w for w in weights if w.name.count(".") == 1]
+    if half and (device != "cpu" or not plain):
+        return "fp16"
+    return None
+
+
+def diffuse(ctx, pipes: Pipelines, task: str, scheduler: str, seeds: list[int], **call) -> list:
+    """Run one task pipeline; one generator per image, progress per step, cancellation between steps."""
+    import torch
+
+    pipe = pipes.for_task(task, scheduler)
+    # CPU generators: the same seed gives the same starting noise on every device.
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+    def on_step_end(pipeline, step: int, timestep, tensors: dict) -> dict:
+        ctx.progress(step + 1, getattr(pipeline, "num_timesteps", None), "denoising")
+        ctx.check_cancelled()
+        return {}
+
+    try:
+        with torch.inference_mode():
+            result = pipe(generator=generators, num_images_per_prompt=1, callback_on_step_end=on_step_end,
+                          output_type="pil", **call)
+    finally:
+        # A derived pipeline does not own the offload hooks; the base puts every component back in RAM.
+        free = getattr(pipes.base, "maybe_free_model_hooks", None)
+        if free is not None and getattr(pipes.base, "_all_hooks", None):
+            free()
+    return [image.convert("RGB") for image in result.images]
+
+
+def lease_and_run(ctx, model: str, work: Callable[[Pipelines], Any]) -> Any:
+    """Run `work(pipes)` on the model through the manager's out-of-memory ladder, holding the GPU lock."""
+    if ctx.models is None:
+        raise FlowError(f"{ctx.node_type} needs the model manager, and this engine was built without one")
+    with ctx.gpu():
+        return ctx.models.run(model, loader(ctx.models.device), work, variant=VARIANT)
