@@ -26,7 +26,7 @@ from ..errors import FlowError, OutOfMemory
 from .ollama import OllamaClient
 from .report import Counters, LoadedModel, MemoryReport
 from .refs import ModelRef
-from .sizes import CPU_OFFLOAD_METHOD, lower_memory, model_bytes, move
+from .sizes import CPU_OFFLOAD_METHOD, largest_part_bytes, lower_memory, model_bytes, move, supports_cpu_offload
 from .store import ModelStore, Progress
 
 log = logging.getLogger("flow.models")
@@ -44,11 +44,17 @@ class _Entry:
     ready: Future = field(default_factory=Future)
     model: Any = None
     size: int = 0
+    largest_part: int = 0
     place: str = "loading"
     pins: int = 0
     tick: int = 0
     last_used: float = 0.0
     modes: tuple[str, ...] = ()
+
+    @property
+    def footprint(self) -> int:
+        """Bytes it holds on the device when placed there: with model CPU offload, one part at a time."""
+        return self.largest_part if self.hooked else self.size
 
     @property
     def hooked(self) -> bool:
@@ -168,8 +174,13 @@ class ModelManager:
 
     def _load(self, entry: _Entry, ref: ModelRef, loader, progress) -> None:
         try:
-            model = loader(self.store.path(ref, progress))
-            size = model_bytes(model)
+            path = self.store.path(ref, progress)
+            # diffusers and accelerate patch torch.nn.Module for the whole process while they load;
+            # two loads at once in different threads corrupt each other ("Cannot copy out of meta
+            # tensor", re-initialised tied weights). Loads are serialised; runs are not.
+            with _LOADING:
+                model = loader(path)
+            size, largest = model_bytes(model), largest_part_bytes(model)
         except BaseException as exc:
             with self._lock:
                 if self._entries.get((entry.ref, entry.variant)) is entry:
@@ -177,7 +188,7 @@ class ModelManager:
             entry.ready.set_exception(exc)
             raise
         with self._lock:
-            entry.model, entry.size, entry.place = model, size, "cpu"
+            entry.model, entry.size, entry.largest_part, entry.place = model, size, largest, "cpu"
             self.counters.loads += 1
         log.info("loaded %s from disk (%s)", entry.ref, _gib(size))
         entry.ready.set_result(None)
@@ -191,6 +202,13 @@ class ModelManager:
                 self.counters.hits += 1
             if entry.place == "device":
                 return
+            if (entry.size > self._budget and self._device != "cpu" and not entry.modes
+                    and supports_cpu_offload(entry.model)):
+                # Too big to sit on the device whole: run it with model CPU offload, which keeps
+                # one component there at a time, instead of refusing it.
+                log.warning("%s (%s) is larger than the %s budget: using model CPU offload",
+                            entry.ref, _gib(entry.size), _gib(self._budget))
+                self._lower_memory(entry)
             self._make_room(entry)
             self._move(entry, self._device)
             entry.place = "device"
@@ -200,12 +218,12 @@ class ModelManager:
     def _make_room(self, entry: _Entry) -> None:
         """Offload idle models (least recently used first), then ask Ollama, until `entry` fits."""
         ollama = self._ollama_models()
-        need = self._device_used() + sum(ollama.values()) + entry.size - self._budget
+        need = self._device_used() + sum(ollama.values()) + entry.footprint - self._budget
         for other in sorted(self._idle("device"), key=lambda e: e.tick):
             if need <= 0:
                 break
+            need -= other.footprint
             self._offload(other)
-            need -= other.size
         for name, vram in sorted(ollama.items(), key=lambda kv: -kv[1]):
             if need <= 0:
                 break
@@ -217,7 +235,7 @@ class ModelManager:
             busy = ", ".join(f"{e.ref} ({_gib(e.size)})" for e in self._entries.values()
                              if e.place == "device" and e.pins) or "none"
             raise OutOfMemory(
-                f"model {entry.ref} needs {_gib(entry.size)} but only {_gib(entry.size - need)} of the "
+                f"model {entry.ref} needs {_gib(entry.footprint)} but only {_gib(entry.footprint - need)} of the "
                 f"{_gib(self._budget)} budget on {self._device} can be freed (in use: {busy}); wait for the "
                 "other jobs, pick a smaller model, or raise FLOW_GPU_BUDGET_BYTES / lower FLOW_GPU_RESERVE_BYTES"
             )
@@ -377,7 +395,7 @@ class ModelManager:
         return [e for e in self._entries.values() if e.place == place and e.pins == 0]
 
     def _device_used(self) -> int:
-        return sum(e.size for e in self._entries.values() if e.place == "device")
+        return sum(e.footprint for e in self._entries.values() if e.place == "device")
 
     def _cpu_used(self) -> int:
         return sum(e.size for e in self._entries.values() if e.place == "cpu")
@@ -399,6 +417,9 @@ class ModelManager:
             f"(budget {_gib(self._budget)}){modes}: {detail}; idle models were freed, so {hint}, "
             "or lower FLOW_GPU_BUDGET_BYTES to leave more room for activations"
         )
+
+
+_LOADING = threading.Lock()  # one model load at a time in this process (see _load)
 
 
 def _torch():

@@ -47,6 +47,17 @@ def model_bytes(model: Any) -> int:
     return total
 
 
+def largest_part_bytes(model: Any) -> int:
+    """Bytes of the biggest single module (for a pipeline, its biggest component): what model CPU
+    offload keeps on the device at once."""
+    return max((model_bytes(module) for module in _modules(model)), default=0)
+
+
+def supports_cpu_offload(model: Any) -> bool:
+    """True when the model can run with diffusers' model CPU offload."""
+    return callable(getattr(model, CPU_OFFLOAD_METHOD, None))
+
+
 def move(model: Any, device: str) -> None:
     """Move a model (every module in it) to `device`, in place."""
     if hasattr(model, "to") and isinstance(getattr(model, "components", None), dict):

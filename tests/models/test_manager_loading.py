@@ -1,0 +1,70 @@
+"""Loads are serialised (diffusers patches torch process-wide while loading); oversized pipelines
+run with model CPU offload instead of being refused."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import MiB, Blob
+
+
+def test_manager_serialises_loads_of_different_models(make_manager):
+    manager = make_manager(budget_mib=100)
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def loader(path):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.1)
+        with lock:
+            active[0] -= 1
+        return Blob(MiB)
+
+    def lease(name):
+        with manager.lease(name, loader):
+            pass
+
+    threads = [threading.Thread(target=lease, args=(name,)) for name in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 1 and manager.counters.loads == 3
+
+
+class FakePipeline:
+    """Duck-types a diffusers pipeline: components, and model CPU offload."""
+
+    def __init__(self):
+        self.components = {"big": Blob(6 * MiB), "small": Blob(2 * MiB), "scheduler": object()}
+        self.offloaded = False
+
+    def enable_model_cpu_offload(self):
+        self.offloaded = True
+
+
+def test_manager_runs_a_pipeline_larger_than_the_budget_with_cpu_offload(make_manager, monkeypatch):
+    manager = make_manager(budget_mib=7)
+
+    def probe_as_gpu():  # a GPU device without a GPU: placement of a hooked model moves nothing
+        manager._device, manager._budget, manager._budget_source = "cuda", 7 * MiB, "test"
+
+    monkeypatch.setattr(manager, "_probe", probe_as_gpu)
+    with manager.lease("a", lambda path: FakePipeline()) as pipe:
+        assert pipe.offloaded
+        report = manager.report()
+        assert report.used == 6 * MiB  # only the largest component is counted on the device
+    assert manager.counters.low_memory_switches == 1
+
+
+def test_manager_still_refuses_an_oversized_model_that_cannot_offload(make_manager):
+    import pytest
+
+    from engine.errors import OutOfMemory
+
+    manager = make_manager(budget_mib=4)
+    with pytest.raises(OutOfMemory, match="needs 8.00 MiB but only 4.00 MiB"):
+        with manager.lease("a", lambda path: Blob(8 * MiB)):
+            pass
