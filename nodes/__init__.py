@@ -2,13 +2,15 @@
 
 from engine import Registry
 
-from . import data, image, models, primitives, text
+from . import data, image, models, music, primitives, text, video
 
 NODES = [
     primitives.Text, primitives.Int, primitives.Float, primitives.Bool, primitives.Json,
     text.Template, text.Join, text.Save,
     data.Get, data.Save,
     models.Pull,
+    music.Generate, music.Save,
+    video.Generate, video.Save, video.Mux,
     image.Generate, image.Edit, image.Load, image.Save,
 ]
 

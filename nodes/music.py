@@ -1,0 +1,130 @@
+"""Music nodes: MusicGen through transformers (the same checkpoints audiocraft loads), and saving audio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine import AUDIO, FLOAT, INT, JSON, TEXT, FlowError, Input, Node, Output, Seed
+
+from .avmedia import AUDIO_FORMATS, LOAD_LOCK, Audio
+
+DEFAULT_MODEL = "hf:facebook/musicgen-small"
+#: MusicGen was trained on 30 s clips; longer requests drift and soon run out of positions
+MAX_SECONDS = 30
+_MUSICGEN_TYPES = ("musicgen",)
+
+
+class Generate(Node):
+    """Generate music from a text prompt with MusicGen (transformers)."""
+
+    type = "music.generate"
+    inputs = {
+        "prompt": Input(TEXT, "what the music should sound like, e.g. 'calm lo-fi piano, 80 bpm'", minLength=1),
+        "duration": Input(FLOAT, f"length in seconds (at most {MAX_SECONDS})", default=8.0,
+                          exclusiveMinimum=0, maximum=MAX_SECONDS),
+        "guidance": Input(FLOAT, "classifier-free guidance: how closely to follow the prompt (1 turns it off)",
+                          default=3.0, minimum=1, maximum=20),
+        "temperature": Input(FLOAT, "sampling temperature; higher is more varied", default=1.0,
+                             exclusiveMinimum=0, maximum=5),
+        "top_k": Input(INT, "sample among the k most likely tokens", default=250, minimum=1, maximum=2048),
+        "seed": Seed(),
+        "model": Input(TEXT, "MusicGen model: hf:ORG/NAME[@REV] or a local folder", default=DEFAULT_MODEL,
+                       minLength=1),
+    }
+    outputs = {"audio": Output(AUDIO, "the generated music (waveform and sample rate)")}
+
+    def run(self, ctx, prompt, duration, guidance, temperature, top_k, seed, model):
+        manager = _manager(ctx)
+        device = manager.device
+        dtype_name = "float32" if device == "cpu" else "float16"  # RDNA2 has no fast bf16
+
+        def work(loaded):
+            net, processor = loaded
+            return _generate(ctx, net, processor, device, prompt, duration, guidance, temperature, top_k, seed)
+
+        samples, rate = manager.run(model, lambda path: _load(path, dtype_name), work, variant=f"musicgen-{dtype_name}")
+        params = {"node": self.type, "model": model, "prompt": prompt, "duration": duration, "guidance": guidance,
+                  "temperature": temperature, "top_k": top_k, "seed": seed, "sample_rate": rate}
+        return {"audio": Audio(samples, rate, params).fitted(duration)}
+
+
+class Save(Node):
+    """Save audio as WAV, FLAC, OGG (Vorbis) or MP3, with how it was made stored in the file."""
+
+    type = "audio.save"
+    volatile = True  # writing a file is the point: every run writes one
+    inputs = {
+        "audio": Input(AUDIO, "the audio to save"),
+        "format": Input(TEXT, "file type", default="wav", enum=list(AUDIO_FORMATS)),
+        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="audio/music", maxLength=200),
+        "metadata": Input(JSON, "what to store as the workflow (in the file's comment tag, else a <file>.json "
+                                "sidecar); null: the run's own workflow, params and seeds filled in", default=None),
+    }
+    outputs = {"path": Output(TEXT, "path of the file written")}
+
+    def run(self, ctx, audio, format, prefix, metadata):
+        if metadata is None and ctx.run is not None:
+            metadata = ctx.run.reproducible()  # `flow run` on this document makes the same audio
+        path = audio.write_file(ctx.files, prefix, format, metadata)
+        return {"path": str(path)}
+
+
+def _manager(ctx):
+    if ctx.models is None:
+        raise FlowError(f"{ctx.node_type} needs the model manager, but this engine has none; "
+                        "run it through `flow` or the gateway, which configure one")
+    return ctx.models
+
+
+def _load(path: Path, dtype_name: str):
+    """Load a MusicGen model and its processor from a local folder, on the CPU (safetensors only)."""
+    import torch
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+    config = path / "config.json"
+    kind = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    if kind not in _MUSICGEN_TYPES:
+        raise FlowError(f"{path.name} is not a MusicGen model (model_type {kind!r}); "
+                        f"use a MusicGen checkpoint such as {DEFAULT_MODEL}")
+    with LOAD_LOCK:
+        net = MusicgenForConditionalGeneration.from_pretrained(path, dtype=getattr(torch, dtype_name),
+                                                               use_safetensors=True)
+        processor = AutoProcessor.from_pretrained(path)
+    return net.eval(), processor
+
+
+def _generate(ctx, net, processor, device, prompt, duration, guidance, temperature, top_k, seed):
+    """Sample audio tokens (progress per token, cancellable) and decode them; returns (samples, rate)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    frame_rate = net.config.audio_encoder.frame_rate
+    codebooks = net.decoder.config.num_codebooks
+    # The delay pattern staggers the codebooks: n audio frames take n + codebooks - 1 tokens.
+    tokens = max(1, round(duration * frame_rate)) + codebooks - 1
+    limit = net.decoder.config.max_position_embeddings
+    if tokens > limit:
+        raise FlowError(f"{ctx.node_type}: duration {duration} s needs {tokens} tokens but this model "
+                        f"holds at most {limit}; ask for at most {(limit - codebooks + 1) / frame_rate:.0f} s")
+
+    class Progress(StoppingCriteria):
+        """Reports each generated token and stops the job promptly when it is cancelled."""
+
+        def __init__(self):
+            self.step = 0
+
+        def __call__(self, input_ids, scores, **kwargs):
+            ctx.check_cancelled()
+            self.step += 1
+            ctx.progress(self.step, tokens, "tokens")
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    inputs = processor(text=[prompt], padding=True, return_tensors="pt").to(device)
+    with ctx.gpu(), torch.inference_mode(), torch.random.fork_rng(devices=[] if device == "cpu" else None):
+        # generate() takes no generator: seed the global RNGs inside a fork, restored afterwards
+        torch.manual_seed(seed)
+        out = net.generate(**inputs, do_sample=True, max_new_tokens=tokens, guidance_scale=guidance,
+                           temperature=temperature, top_k=top_k, stopping_criteria=StoppingCriteriaList([Progress()]))
+    samples = out[0].float().cpu().numpy()  # (channels, samples)
+    return samples, int(net.config.audio_encoder.sampling_rate)
