@@ -101,8 +101,11 @@ def _engine(settings):
     from engine import Engine
     from engine.models import ModelManager
 
+    from nodes.llm import TextBackends
+
     models = ModelManager.from_settings(settings, hf_token=os.environ.get("HF_TOKEN"))
-    return Engine.from_settings(settings, nodes.registry(), models=models)
+    config = {"text": TextBackends.from_settings(settings)}
+    return Engine.from_settings(settings, nodes.registry(), models=models, config=config)
 
 
 def _load(path: str, settings):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from .cancel import CancelToken
 from .paths import OutputFiles
@@ -61,6 +61,8 @@ class NodeContext:
     _gpu_lock: threading.Lock
     #: the run this node belongs to (save nodes embed ``run.reproducible()`` in their files)
     run: RunInfo | None = None
+    #: backend configuration by namespace, read-only (e.g. ``ctx.config.get("text")``)
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress of this node (e.g. step 3 of 20); safe to call from any thread."""

@@ -12,7 +12,8 @@ import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
 
 from . import events as ev
 from .cache import Cache, MemoryCache, NullCache
@@ -62,8 +63,12 @@ class Engine:
     """Runs workflows. One per process; the faces construct it and share it."""
 
     def __init__(self, registry: Registry, *, cache: Cache | None = None, models: Any = None,
-                 output_dir: Any = "outputs", workers: int = 4, log: logging.Logger | None = None):
+                 output_dir: Any = "outputs", workers: int = 4, log: logging.Logger | None = None,
+                 config: Mapping[str, Any] | None = None):
         self.registry = registry
+        # Typed configuration of node backends by namespace (e.g. "text": TextBackends), built by
+        # the faces from their settings; nodes read it through ctx.config, never the environment.
+        self.config: Mapping[str, Any] = MappingProxyType(dict(config or {}))
         self.cache = cache if cache is not None else MemoryCache(1 << 30)
         self.models = models
         self.files = OutputFiles(output_dir)
@@ -74,10 +79,12 @@ class Engine:
         self._listeners: list[Listener] = []
 
     @classmethod
-    def from_settings(cls, settings, registry: Registry, *, models: Any = None) -> "Engine":
+    def from_settings(cls, settings, registry: Registry, *, models: Any = None,
+                      config: Mapping[str, Any] | None = None) -> "Engine":
         """An engine configured from :class:`engine.settings.Settings`."""
         cache = MemoryCache(settings.cache_bytes) if settings.cache_bytes > 0 else NullCache()
-        return cls(registry, cache=cache, models=models, output_dir=settings.output_dir, workers=settings.workers)
+        return cls(registry, cache=cache, models=models, output_dir=settings.output_dir, workers=settings.workers,
+                   config=config)
 
     def close(self) -> None:
         """Stop the worker threads (waits for running node work)."""
@@ -265,7 +272,7 @@ class Engine:
         job.emit(ev.NodeStarted(job.id, node=step.id, node_type=step.cls.type))
         ctx = NodeContext(job.id, step.id, step.cls.type, self.models, self.files,
                           self.log.getChild(step.id), job.token, job.progress_reporter(step, loop),
-                          self._gpu_lock, job.info)
+                          self._gpu_lock, job.info, self.config)
         if step.cls.is_async():
             return asyncio.ensure_future(step.run(ctx, **inputs))
         if step.cls.blocking:

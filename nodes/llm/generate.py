@@ -1,0 +1,150 @@
+"""LLM nodes that write text: generate (prompt -> text), chat (messages -> reply), edit (text -> edited text + diff)."""
+
+from __future__ import annotations
+
+import difflib
+
+from engine import JSON, TEXT, Input, Node, Output, Seed
+
+from .backend import Request, complete
+from .ports import (MAX_CHARS, blank_problems, build_messages, max_tokens_input, model_input, model_problems,
+                    privacy_input, require_text, stop_input, structured, temperature_input, text_input,
+                    top_p_input, usage_output)
+
+EDIT_SYSTEM = ("You are a careful editor. Apply the instruction to the text and answer with the complete edited "
+               "text only: no preamble, no explanation, no quotation marks around it.")
+
+
+class Generate(Node):
+    """Generate text from a prompt with an LLM: system prompt, JSON context, free text or structured output."""
+
+    type = "text.generate"
+    inputs = {
+        "prompt": text_input("what the model should write or answer"),
+        "model": model_input(),
+        "system": Input(TEXT, "system prompt: who the model is and how it answers", default="", maxLength=MAX_CHARS),
+        "context": Input(JSON, "a JSON object given to the model as structured context", default=None,
+                         allOf=[{"type": "object"}]),
+        "max_tokens": max_tokens_input(512),
+        "temperature": temperature_input(0.8),
+        "top_p": top_p_input(),
+        "stop": stop_input(),
+        "seed": Seed(),
+        "format": Input(JSON, '"text" (free text), "json" (any JSON value), or a JSON Schema object the answer '
+                              "must fit (structured output; an invalid answer is retried once)", default="text",
+                        anyOf=[{"enum": ["text", "json"]}, {"type": "object"}]),
+        "privacy": privacy_input(),
+    }
+    outputs = {"text": Output(TEXT, "the answer (JSON text when format asks for JSON)"), "usage": usage_output()}
+
+    @classmethod
+    def check(cls, literals, given):
+        yield from model_problems(literals)
+        yield from blank_problems(literals, ("prompt",))
+        fmt = literals.get("format")
+        if isinstance(fmt, dict):
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
+            try:
+                Draft202012Validator.check_schema(fmt)
+            except SchemaError as exc:
+                yield "format", f"is not a valid JSON Schema: {exc.message}"
+
+    def run(self, ctx, prompt, model, system, context, max_tokens, temperature, top_p, stop, seed, format,
+            privacy):
+        require_text(prompt=prompt)
+        request = Request(build_messages(system, context, prompt), max_tokens, temperature, top_p, tuple(stop), seed,
+                          None if format == "text" else format)
+        if request.format is None:
+            reply = complete(ctx, model, privacy, request)
+        else:
+            schema = format if isinstance(format, dict) else None
+            _, reply = structured(ctx, model, privacy, request, schema, "JSON answer")
+        return {"text": reply.text.strip() if request.format is not None else reply.text, "usage": reply.usage}
+
+
+class Chat(Node):
+    """Continue a conversation: messages (system, user, assistant) -> the assistant's reply."""
+
+    type = "text.chat"
+    inputs = {
+        "messages": Input(JSON, 'the conversation so far: [{"role": "system"|"user"|"assistant", "content": "..."}], '
+                                "ending with the user's message",
+                          allOf=[{"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                              "type": "object", "required": ["role", "content"], "additionalProperties": False,
+                              "properties": {"role": {"enum": ["system", "user", "assistant"]},
+                                             "content": {"type": "string", "maxLength": MAX_CHARS}}}}]),
+        "model": model_input(),
+        "system": Input(TEXT, "system prompt put before the messages (empty: none)", default="", maxLength=MAX_CHARS),
+        "max_tokens": max_tokens_input(512),
+        "temperature": temperature_input(0.8),
+        "top_p": top_p_input(),
+        "seed": Seed(),
+        "privacy": privacy_input(),
+    }
+    outputs = {
+        "reply": Output(TEXT, "the assistant's reply"),
+        "messages": Output(JSON, "the conversation with the reply appended (feed it back for the next turn)"),
+        "usage": usage_output(),
+    }
+
+    @classmethod
+    def check(cls, literals, given):
+        yield from model_problems(literals)
+        messages = literals.get("messages")
+        if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+            if messages[-1].get("role") != "user":
+                yield "messages", f"the last message must be the user's, got {messages[-1].get('role')!r}"
+
+    def run(self, ctx, messages, model, system, max_tokens, temperature, top_p, seed, privacy):
+        if messages[-1]["role"] != "user":
+            raise ValueError(f"the last message must be the user's, got {messages[-1]['role']!r}")
+        prefix = [{"role": "system", "content": system}] if system.strip() else []
+        request = Request([*prefix, *messages], max_tokens, temperature, top_p, (), seed)
+        reply = complete(ctx, model, privacy, request)
+        return {"reply": reply.text, "messages": [*messages, {"role": "assistant", "content": reply.text}],
+                "usage": reply.usage}
+
+
+class Edit(Node):
+    """Edit a text by an instruction: the edited text and a unified diff against the input."""
+
+    type = "text.edit"
+    inputs = {
+        "text": text_input("the text to edit"),
+        "instruction": text_input("what to change, e.g. 'fix the grammar' or 'make it formal'"),
+        "model": model_input(),
+        "system": Input(TEXT, "system prompt (empty: a careful editor that answers with the edited text only)",
+                        default="", maxLength=MAX_CHARS),
+        "max_tokens": max_tokens_input(1024),
+        "temperature": temperature_input(0.2),
+        "seed": Seed(),
+        "privacy": privacy_input(),
+    }
+    outputs = {
+        "text": Output(TEXT, "the edited text"),
+        "diff": Output(TEXT, "unified diff from the input to the edited text (empty when unchanged)"),
+        "usage": usage_output(),
+    }
+
+    @classmethod
+    def check(cls, literals, given):
+        yield from model_problems(literals)
+        yield from blank_problems(literals, ("text", "instruction"))
+
+    def run(self, ctx, text, instruction, model, system, max_tokens, temperature, seed, privacy):
+        require_text(text=text, instruction=instruction)
+        prompt = f"Instruction: {instruction}\n\nText:\n{text}"
+        request = Request(build_messages(system or EDIT_SYSTEM, None, prompt), max_tokens, temperature, 1.0, (), seed)
+        reply = complete(ctx, model, privacy, request)
+        edited = reply.text.strip()
+        if text.endswith("\n"):
+            edited += "\n"
+        return {"text": edited, "diff": unified_diff(text, edited), "usage": reply.usage}
+
+
+def unified_diff(before: str, after: str) -> str:
+    """A unified diff of two texts, line by line ("" when they are equal)."""
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), "original", "edited", lineterm="")
+    return "\n".join(lines) + ("\n" if before != after else "")
