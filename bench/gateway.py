@@ -107,7 +107,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port, bare_port = free_port(), free_port()
         env = {**os.environ, "FLOW_PORT": str(port), "FLOW_OUTPUT_DIR": f"{tmp}/out",
-               "FLOW_JOBS_DB": f"{tmp}/jobs.sqlite3", "FLOW_MAX_QUEUED": "10000"}
+               "FLOW_JOBS_DB": f"{tmp}/jobs.sqlite3", "FLOW_MAX_QUEUED": "10000",
+               "FLOW_MODELS_DIR": f"{tmp}/models", "FLOW_TEXT_MODEL": "tiny-llm", "HF_HUB_OFFLINE": "1"}
+        # /text/gen runs on a tiny LLM built here (random weights, offline tokenizer): the point is
+        # the gateway's overhead on a cached request, not the model.
+        sys.path.insert(0, str(ROOT / "tests" / "text"))
+        from llm_tiny import build_tiny_llm
+
+        build_tiny_llm(Path(tmp) / "models" / "local" / "tiny-llm")
         started = time.perf_counter()
         server = subprocess.Popen([FLOW, "serve"], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
