@@ -228,7 +228,7 @@ def _step(decl, registry: Registry, bound: tuple[str, ...]) -> Step:
     return Step(
         id=decl.id, cls=cls, run=registry.instance(decl.type).run, literals=literals, links=links,
         bound=bound, seed_input=seed_input, static=static,
-        dynamic=bool(bound) or unset_seed or cls.volatile,
+        dynamic=bool(bound) or unset_seed or cls.volatile or cls.has_fingerprint(),
         sources=tuple(dict.fromkeys(src for _, src, _ in links)),
     )
 

@@ -185,6 +185,8 @@ class Engine:
                 keys[nid] = step.key
                 continue
             salt = canonical(inputs) if inputs else b""
+            if step.cls.has_fingerprint():
+                salt += canonical(step.cls.fingerprint({**step.literals, **(inputs or {})}, self.files))
             if step.cls.volatile:
                 salt += secrets.token_bytes(16)  # never equal to any other run's key
             keys[nid] = step_key(step, salt, [keys[src] for _, src, _ in step.links])

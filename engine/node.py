@@ -136,6 +136,21 @@ class Node:
         return ()
 
     @classmethod
+    def fingerprint(cls, inputs: dict[str, Any], files) -> Any:
+        """What, outside the graph, this node's output depends on (e.g. a file's size and mtime).
+
+        Nodes that read the outside world override it; the value (JSON-able) enters the cache
+        key each run, so a changed file is read again while an unchanged one is served from
+        cache. ``inputs`` holds the literal and param inputs; ``files`` the output folder.
+        """
+        return None
+
+    @classmethod
+    def has_fingerprint(cls) -> bool:
+        """True when the node overrides :meth:`fingerprint`."""
+        return cls.fingerprint.__func__ is not Node.fingerprint.__func__
+
+    @classmethod
     def input_spec(cls, name: str) -> Input | None:
         """The spec of input ``name`` (a declared one, or a variadic one), None if unknown."""
         spec = cls.inputs.get(name)

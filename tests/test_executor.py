@@ -302,3 +302,38 @@ def test_executor_run_info_reproduces_a_run_with_drawn_seeds(registry, tmp_path)
     assert replay.outputs["v"] == first.outputs["v"] and replay.outputs["v2"] == first.outputs["v2"]
     assert replay.seeds == first.seeds
     engine.close()
+
+
+def test_executor_fingerprint_reruns_a_node_when_what_it_reads_changed(registry, tmp_path):
+    """A node reading a file is served from cache while the file is unchanged, and re-run after."""
+    import os
+
+    from engine import Engine, Input, MemoryCache, Node, Output, Registry, TEXT
+
+    class ReadFile(Node):
+        """Read a text file under the output folder."""
+
+        type = "zoo.read_file"
+        blocking = False
+        inputs = {"path": Input(TEXT, "relative path")}
+        outputs = {"text": Output(TEXT, "the file's text")}
+
+        @classmethod
+        def fingerprint(cls, inputs, files):
+            stat = (files.root / inputs["path"]).stat()
+            return [stat.st_size, stat.st_mtime_ns]
+
+        def run(self, ctx, path):
+            return {"text": (ctx.files.root / path).read_text()}
+
+    (tmp_path / "a.txt").write_text("one")
+    engine = Engine(Registry([*registry, ReadFile]), cache=MemoryCache(1 << 20), output_dir=tmp_path)
+    wf = (G().node("r", "zoo.read_file", path="a.txt").node("j", "text.join", a=link("r", "text"), b="!")
+          .output("t", "j", "text").build())
+    assert engine.run_sync(wf).outputs == {"t": "one !"}
+    assert engine.run_sync(wf).executed == []
+    (tmp_path / "a.txt").write_text("two")
+    os.utime(tmp_path / "a.txt", ns=(1, 10**18))  # a distinct mtime even on coarse clocks
+    again = engine.run_sync(wf)
+    assert again.outputs == {"t": "two !"} and again.executed == ["r", "j"]
+    engine.close()

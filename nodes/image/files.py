@@ -43,6 +43,18 @@ class Load(Node):
         if literals.get("path") and literals.get("data"):
             yield "data", "give either path or data, not both"
 
+    @classmethod
+    def fingerprint(cls, inputs, files):
+        # A file replaced under the same name must be read again: its size and mtime join the key.
+        path = inputs.get("path")
+        if not path:
+            return None
+        try:
+            stat = safe_join(files.root, path).stat()
+        except (OSError, FlowError):
+            return None  # run() reports the problem
+        return [stat.st_size, stat.st_mtime_ns]
+
     def run(self, ctx, path, data, mask_from, optional):
         if path and data:
             raise FlowError("inputs 'path' and 'data' are both given; give one of them")

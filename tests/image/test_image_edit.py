@@ -155,3 +155,20 @@ def test_load_optional_without_a_source_gives_nothing(image_engine):
     doc = {"nodes": {"load": {"type": "image.load", "inputs": {"optional": True}}},
            "outputs": {"mask": {"from": "load", "output": "mask"}}}
     assert run(image_engine, doc).outputs == {"mask": None}
+
+
+def test_load_reads_a_replaced_file_again_and_serves_an_unchanged_one_from_cache(image_engine):
+    import os
+
+    folder = image_engine.files.root / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "swap.png").write_bytes(png_bytes(source(color=(10, 200, 10))))
+    doc = {"nodes": {"file": {"type": "image.load", "inputs": {"path": "inputs/swap.png"}}},
+           "outputs": {"image": {"from": "file", "output": "image"}}}
+    first = run(image_engine, doc)
+    assert run(image_engine, doc).cached == ["file"]
+    (folder / "swap.png").write_bytes(png_bytes(source(color=(10, 10, 200))))
+    os.utime(folder / "swap.png", ns=(1, 10**18))
+    second = run(image_engine, doc)
+    assert second.executed == ["file"]
+    assert pixels(second.outputs["image"])[0, 0].tolist() != pixels(first.outputs["image"])[0, 0].tolist()
