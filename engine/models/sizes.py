@@ -74,8 +74,12 @@ def lower_memory(model: Any, device: str) -> list[str]:
     accelerate's hooks, so it comes last and only when `device` is not the CPU.
     """
     done = []
+    vae = getattr(model, "vae", None)
     for name in LOW_MEMORY_METHODS:
         method = getattr(model, name, None)
+        if not callable(method) and name.startswith("enable_vae_"):
+            # diffusers 0.42 moved VAE slicing and tiling from the pipeline onto its VAE
+            method = getattr(vae, name.replace("enable_vae_", "enable_"), None)
         if callable(method):
             method()
             done.append(name)

@@ -68,3 +68,28 @@ def test_manager_still_refuses_an_oversized_model_that_cannot_offload(make_manag
     with pytest.raises(OutOfMemory, match="needs 8.00 MiB but only 4.00 MiB"):
         with manager.lease("a", lambda path: Blob(8 * MiB)):
             pass
+
+
+def test_lower_memory_reaches_the_vae_of_a_pipeline_that_moved_the_switches_there():
+    from engine.models.sizes import lower_memory
+
+    class Vae:
+        def __init__(self):
+            self.on = []
+
+        def enable_slicing(self):
+            self.on.append("slicing")
+
+        def enable_tiling(self):
+            self.on.append("tiling")
+
+    class Pipeline:
+        def __init__(self):
+            self.vae = Vae()
+
+        def enable_attention_slicing(self):
+            self.vae.on.append("attention")
+
+    pipe = Pipeline()
+    assert lower_memory(pipe, "cpu") == ["enable_vae_slicing", "enable_vae_tiling", "enable_attention_slicing"]
+    assert pipe.vae.on == ["slicing", "tiling", "attention"]
