@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run
+from gateway_support import ROOT, run
 
 sys.path.insert(0, str(ROOT / "tests" / "text"))
 sys.path.insert(0, str(ROOT / "tests" / "media"))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-from conftest import FLOW, ROOT
+from gateway_support import FLOW, ROOT
 
 
 def text_chain(n: int, tag: str) -> dict:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 
-from conftest import run
+from gateway_support import run
 from zoo import chain
 
 

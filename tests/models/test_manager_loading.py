@@ -6,7 +6,17 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import MiB, Blob
+import torch
+
+MiB = 1 << 20
+
+
+class Blob(torch.nn.Module):
+    """A module holding `nbytes` as float32 parameters."""
+
+    def __init__(self, nbytes: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(nbytes // 4))
 
 
 def test_manager_serialises_loads_of_different_models(make_manager):
