@@ -37,7 +37,9 @@ class Step:
     bound: tuple[str, ...]  # inputs filled per run by params
     seed_input: str | None
     static: bytes  # digest of type, version, literals and link structure
-    dynamic: bool  # key changes per run: params, a drawn seed or a volatile node feed it
+    dynamic: bool  # key changes per run: params, a drawn seed, a fingerprint or a volatile node feed it
+    volatile: bool = False  # the node's output varies by design: never served from cache
+    fingerprinted: bool = False  # the node reads the outside world: its fingerprint joins the key
     key: bytes | None = None  # precomputed when not dynamic
     sources: tuple[str, ...] = ()  # distinct source nodes
     consumers: tuple[str, ...] = ()  # distinct consumer nodes
@@ -229,6 +231,7 @@ def _step(decl, registry: Registry, bound: tuple[str, ...]) -> Step:
         id=decl.id, cls=cls, run=registry.instance(decl.type).run, literals=literals, links=links,
         bound=bound, seed_input=seed_input, static=static,
         dynamic=bool(bound) or unset_seed or cls.volatile or cls.has_fingerprint(),
+        volatile=cls.volatile, fingerprinted=cls.has_fingerprint(),
         sources=tuple(dict.fromkeys(src for _, src, _ in links)),
     )
 

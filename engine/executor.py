@@ -185,9 +185,9 @@ class Engine:
                 keys[nid] = step.key
                 continue
             salt = canonical(inputs) if inputs else b""
-            if step.cls.has_fingerprint():
+            if step.fingerprinted:
                 salt += canonical(step.cls.fingerprint({**step.literals, **(inputs or {})}, self.files))
-            if step.cls.volatile:
+            if step.volatile:
                 salt += secrets.token_bytes(16)  # never equal to any other run's key
             keys[nid] = step_key(step, salt, [keys[src] for _, src, _ in step.links])
         # 3. From the roots back: a cache hit needs none of its ancestors.
@@ -199,7 +199,7 @@ class Engine:
                 continue
             seen.add(nid)
             step = steps[nid]
-            found = None if step.cls.volatile else self.cache.get(keys[nid])
+            found = None if step.volatile else self.cache.get(keys[nid])
             if found is not None:
                 hits[nid] = found
             else:
@@ -289,7 +289,7 @@ class Engine:
         """Store a node's outputs (and cache them), release inputs nothing else needs; its duration."""
         elapsed = time.perf_counter() - started
         values[step.id] = outputs
-        if not step.cls.volatile:
+        if not step.volatile:
             self.cache.put(plan.keys[step.id], outputs)
         for src in step.sources:
             uses[src] -= 1
