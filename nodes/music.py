@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from engine import AUDIO, FLOAT, INT, JSON, TEXT, FlowError, Input, Node, Output, Seed
@@ -113,11 +114,17 @@ def _generate(ctx, net, processor, device, prompt, duration, guidance, temperatu
 
         def __init__(self):
             self.step = 0
+            self.reported = 0.0
 
         def __call__(self, input_ids, scores, **kwargs):
             ctx.check_cancelled()
             self.step += 1
-            ctx.progress(self.step, tokens, "tokens")
+            # Every token is checked for cancellation, but reported at most every 50 ms (and the
+            # last one always): an event per token costs the generation itself measurable time.
+            now = time.perf_counter()
+            if now - self.reported >= 0.05 or self.step >= tokens:
+                self.reported = now
+                ctx.progress(self.step, tokens, "tokens")
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     inputs = processor(text=[prompt], padding=True, return_tensors="pt").to(device)
