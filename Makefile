@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/flow serve
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)  # the web tests' browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -314,7 +314,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             except asyncio.TimeoutError:
                 continue
             if event is None:
-                await ws.close(code=1013, message=b"too slow: events were dropped; reconnect")
+                if subscription.closed:
+                    await ws.close(code=1001, message=b"the server is shutting down")
+                else:
+                    await ws.close(code=1013, message=b"too slow: events were dropped; reconnect")
                 break
             await asyncio.wait_for(ws.send_json(event.to_json(), dumps=lambda o: json.dumps(o, default=str)), 10)
     except (ConnectionResetError, asyncio.TimeoutError):
@@ -345,6 +348,62 @@ async def workflow(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound(text=f"no saved workflow {request.match_info['name']!r}; GET /workflows lists them")
     return web.json_response(found.doc)
+
+
+async def workflow_extract(request: web.Request) -> web.Response:
+    """The workflow a file flow saved carries (PNG/WebP/JPEG, audio, video, or its JSON sidecar); the body is the file."""
+    data = await request.read()
+    found = await asyncio.get_running_loop().run_in_executor(None, _embedded_description, data)
+    workflow_, params = found.get("workflow"), found.get("params")
+    params = params if isinstance(params, dict) else {}
+    catalogue, registry = request.app[CATALOGUE], request.app[ENGINE].registry
+    run_params: dict = {}
+    if isinstance(workflow_, dict) and "nodes" in workflow_:
+        doc = workflow_  # images carry the whole re-runnable document
+    elif isinstance(workflow_, dict) and workflow_.get("workflow") in catalogue.workflows:
+        doc = catalogue.workflows[workflow_["workflow"]].doc  # audio and video name their saved workflow
+        run_params = {k: v for k, v in params.items() if k in doc.get("params", {})}
+    elif registry.get(str(params.get("node"))) is not None:
+        cls = registry.get(params["node"])
+        doc = {"name": params["node"], "nodes": {"gen": {"type": cls.type,
+                                                         "inputs": {k: v for k, v in params.items() if k in cls.inputs}}}}
+    else:
+        raise InvalidRequest("the file carries no workflow flow can re-run; only files saved by flow's nodes do")
+    return web.json_response({"format": found["format"], "workflow": doc, "params": run_params, "parameters": params})
+
+
+def _embedded_description(data: bytes) -> dict:
+    """``{"format", "workflow", "params"}`` read from a saved file's own metadata (its kind found by its bytes)."""
+    import tempfile
+
+    kinds = [(data[:8] == b"\x89PNG\r\n\x1a\n", "png"), (data[:4] == b"RIFF" and data[8:12] == b"WEBP", "webp"),
+             (data[:3] == b"\xff\xd8\xff", "jpg"), (data[:4] == b"RIFF" and data[8:12] == b"WAVE", "wav"),
+             (data[:4] == b"fLaC", "flac"), (data[:4] == b"OggS", "ogg"), (data[:3] == b"ID3", "mp3"),
+             (data[4:8] == b"ftyp", "mp4"), (data[:4] == b"GIF8", "gif"), (data.lstrip()[:1] == b"{", "json")]
+    fmt = next((name for hit, name in kinds if hit), None)
+    if fmt is None:
+        raise InvalidRequest("not a file flow saves: send a PNG, WebP, JPEG, WAV, FLAC, OGG, MP3, MP4 or GIF file")
+    try:
+        if fmt == "json":
+            body = json.loads(data)
+            if not isinstance(body, dict):
+                raise ValueError("the JSON is not an object")
+            return {"format": fmt, "workflow": body} if "nodes" in body else {"format": fmt, **body}
+        with tempfile.TemporaryDirectory(prefix="flow-extract-") as tmp:
+            path = Path(tmp) / f"upload.{fmt}"
+            path.write_bytes(data)
+            if fmt in ("png", "webp", "jpg"):
+                from engine.embedded import PARAMETERS_KEY, WORKFLOW_KEY, image_entries
+
+                entries = image_entries(path)
+                return {"format": fmt, "workflow": json.loads(entries.get(WORKFLOW_KEY, "null")),
+                        "params": json.loads(entries.get(PARAMETERS_KEY, "{}"))}
+            from nodes.avmedia import read_audio_comment, read_video_comment  # the files' own readers
+
+            text = read_video_comment(path) if fmt in ("mp4", "gif") else read_audio_comment(path)
+            return {"format": fmt, **(json.loads(text) if text else {})}
+    except (OSError, ValueError, RuntimeError) as exc:  # unreadable file or metadata
+        raise InvalidRequest(f"could not read the {fmt} file's metadata: {exc}") from exc
 
 
 async def endpoints(request: web.Request) -> web.Response:
@@ -482,6 +541,7 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
     routes = [
         web.get("/", index), web.get("/health", health), web.get("/metrics", metrics),
         web.get("/nodes", nodes), web.get("/workflows", workflows), web.get("/workflows/{name:.+}", workflow),
+        web.post("/workflows/extract", workflow_extract),
         web.get("/endpoints", endpoints), web.get("/openapi.json", openapi), web.get("/docs", docs),
         web.post("/jobs", post_job), web.get("/jobs", list_jobs),
         web.get("/jobs/{id}", get_job, name="job"), web.delete("/jobs/{id}", delete_job),
@@ -510,6 +570,11 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
         jobs.store.close()
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def close_streams(app: web.Application) -> None:
+        app[JOBS].close_subscriptions()  # open WebSockets and SSE streams end now, not at a timeout
+
+    app.on_shutdown.append(close_streams)
     return app
 
 

@@ -49,7 +49,16 @@ class Subscription:
     def __init__(self, job_id: str | None, maxsize: int):
         self.job_id = job_id
         self.queue: asyncio.Queue[ev.Event | None] = asyncio.Queue(maxsize)
-        self.dropped = False
+        self.dropped = False  # fell behind: events were lost
+        self.closed = False  # the server is shutting down
+
+    def close(self) -> None:
+        """End the stream (server shutdown): the listener's next() returns None."""
+        self.closed = True
+        try:
+            self.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self.dropped = True
 
     def offer(self, event: ev.Event) -> bool:
         """Queue ``event``; False (and the stream ends) when the listener is too slow."""
@@ -64,7 +73,7 @@ class Subscription:
 
     async def next(self, timeout: float | None = None) -> ev.Event | None:
         """The next event; None when the stream was dropped. Raises TimeoutError after ``timeout``."""
-        if self.dropped and self.queue.empty():
+        if (self.dropped or self.closed) and self.queue.empty():
             return None
         return await asyncio.wait_for(self.queue.get(), timeout)
 
@@ -202,6 +211,12 @@ class JobQueue:
         subscription = Subscription(job_id, maxsize)
         self._subscribers.add(subscription)
         return subscription
+
+    def close_subscriptions(self) -> None:
+        """End every event stream (SSE, WebSocket): called when the server shuts down."""
+        for subscription in list(self._subscribers):
+            subscription.close()
+        self._subscribers.clear()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop delivering to ``subscription``."""

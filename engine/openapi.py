@@ -135,6 +135,14 @@ def build_openapi(catalogue: Catalogue, version: str) -> dict:
     paths["/workflows"] = {"get": _get("saved workflows", {"type": "array"}, tag="catalogue")}
     paths["/workflows/{name}"] = {"get": _get("a saved workflow's document", {"type": "object"}, tag="catalogue",
                                               params=[_path_param("name")])}
+    paths["/workflows/extract"] = {"post": {
+        "summary": "the workflow embedded in a file flow saved (PNG, WebP, JPEG, WAV, FLAC, OGG, MP3, MP4, GIF)",
+        "tags": ["catalogue"],
+        "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
+            "type": "string", "contentMediaType": "application/octet-stream"}}}},
+        "responses": {"200": {"description": "{format, workflow, params, parameters}",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **_errors(400, 401, 413)}}}
     paths["/endpoints"] = {"get": _get("the endpoint table with request schemas", {"type": "array"},
                                        tag="catalogue")}
     paths["/openapi.json"] = {"get": _get("this document", {"type": "object"}, tag="catalogue")}

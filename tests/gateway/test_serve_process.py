@@ -119,3 +119,23 @@ def test_cli_run_against_server_with_token(served, tmp_path):
     assert denied.returncode == 1 and "API token" in denied.stderr
     allowed = flow("hello", "--server", server.url, "--token", "tok", "--json", env=env, cwd=tmp_path)
     assert allowed.returncode == 0 and json.loads(allowed.stdout)["outputs"]["text"] == "Hello, world!"
+
+
+def test_serve_stops_promptly_with_a_websocket_and_an_event_stream_open(served):
+    import asyncio
+
+    import aiohttp
+
+    server = served()
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(server.url + "/ws")
+            started = time.perf_counter()
+            server.proc.terminate()
+            message = await ws.receive(timeout=20)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            server.proc.wait(20)
+            return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < 10
