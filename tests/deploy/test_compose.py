@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 
 import pytest
-from conftest import REPO
+from deploy_support import REPO
 
 from engine import doctor
 from engine.host import documented_variables

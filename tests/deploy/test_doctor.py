@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from conftest import REPO, ROCMINFO_6750XT, add_docker
+from deploy_support import REPO, ROCMINFO_6750XT, add_docker
 
 from engine import doctor
 from engine.doctor import Status

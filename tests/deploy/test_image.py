@@ -10,7 +10,7 @@ import time
 import tomllib
 
 import pytest
-from conftest import REPO
+from deploy_support import REPO
 
 sys.path.insert(0, str(REPO / "docker"))
 import pins  # noqa: E402  (docker/ is not a package: the Dockerfile runs it as a script)
