@@ -312,6 +312,7 @@ class JobQueue:
 
     def _end(self, record: JobRecord, terminal: ev.Event) -> None:
         self._records.pop(record.id, None)
+        record.extra = {}  # no queue position or current node once it ended
         self._publish(terminal)
         done = self._done.pop(record.id, None)
         if done is not None:

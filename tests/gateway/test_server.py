@@ -77,6 +77,7 @@ def test_gateway_node_failure_is_json_with_node_and_no_traceback(gateway):
             response = await client.post("/test/fail", json={})
             body = await response.json()
             assert response.status == 500 and body["state"] == "failed"
+            assert "position" not in body and "node" not in body  # live fields end with the job
             assert body["error"]["node"] == "f" and body["error"]["node_type"] == "zoo.fail"
             assert "it broke" in body["error"]["message"] and "Traceback" not in json.dumps(body)
             missing = await client.get("/jobs/nope")
