@@ -551,6 +551,10 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
     if engine.models is not None:
         routes += [web.get("/models", models_list), web.get("/models/loaded", models_loaded),
                    web.post("/models/pull", models_pull), web.post("/models/unload", models_unload)]
+    if "text.chat" in engine.registry and "text.embed" in engine.registry:
+        from gateway.openai_compat import openai_routes
+
+        routes += openai_routes(JOBS, ENGINE)  # /v1: for front ends written against OpenAI's API
     routes += [web.post(path, endpoint_handler(ep)) for path, ep in sorted(catalogue.endpoints.items())]
     app.add_routes(routes)
     if WEB_DIR.is_dir():

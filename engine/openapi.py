@@ -165,6 +165,14 @@ def build_openapi(catalogue: Catalogue, version: str) -> dict:
                                             "schema": {"type": "object", "properties": {"ref": {"type": "string"}}}}}},
                                         "responses": {"200": {"description": "what was unloaded"},
                                                       **_errors(400, 401)}}}
+    for path, what in (("/v1/chat/completions", "OpenAI-compatible chat completions (plain, or SSE with stream)"),
+                       ("/v1/embeddings", "OpenAI-compatible embeddings")):
+        paths[path] = {"post": {"summary": what, "tags": ["openai"],
+                                "requestBody": {"required": True, "content": {"application/json": {
+                                    "schema": {"type": "object"}}}},
+                                "responses": {"200": {"description": "OpenAI's response shape"},
+                                              "400": {"description": "OpenAI's error shape"}}}}
+    paths["/v1/models"] = {"get": _get("OpenAI-compatible list of local models", {"type": "object"}, tag="openai")}
     paths["/files/{path}"] = {"get": _get("an output file", tag="files", params=[_path_param("path")],
                                           content_type="application/octet-stream")}
     return {
