@@ -11,71 +11,13 @@ import sys
 
 import click
 
+from cli_endpoints import FlowCLI
+
 VERSION = "0.1.0"
 
 EXIT_FAILED = 1  # a node failed while running
 EXIT_INVALID = 2  # the workflow or a param is invalid (also click's usage errors)
 EXIT_CANCELLED = 130  # interrupted (Ctrl-C)
-
-
-class FlowCLI(click.Group):
-    """The `flow` group: built-in commands plus one command per saved endpoint workflow.
-
-    `/hello` becomes `flow hello`, `/text/gen` becomes `flow text gen`. Listing them reads only
-    the workflows' JSON; a command's options are built from the workflow when it is used.
-    """
-
-    def _endpoints(self) -> dict[str, dict[str, tuple[str, object, str]]]:
-        """First path segment -> {rest of the path or "": (endpoint path, workflow file, description)}."""
-        from pathlib import Path
-
-        folder = Path(_settings().workflows_dir)
-        tree: dict[str, dict[str, tuple[str, object, str]]] = {}
-        for path in sorted(folder.glob("*.json")):
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-                endpoint, about = doc.get("endpoint"), str(doc.get("description") or path.stem)
-            except (OSError, ValueError, AttributeError):
-                continue  # `flow validate` reports broken files; listing must not fail on them
-            if isinstance(endpoint, str) and endpoint.startswith("/"):
-                head, _, rest = endpoint.strip("/").partition("/")
-                tree.setdefault(head, {})[rest.replace("/", "-")] = (endpoint, path, about)
-        return tree
-
-    def list_commands(self, ctx):
-        builtin = super().list_commands(ctx)
-        return builtin + sorted(n for n in self._endpoints() if n not in builtin)
-
-    def get_command(self, ctx, name):
-        command = super().get_command(ctx, name)
-        if command is not None:
-            return command
-        branch = self._endpoints().get(name)
-        if branch is None:
-            return None
-        if list(branch) == [""]:
-            return _LazyEndpoint(name, *branch[""])
-        group = click.Group(name, help=f"Endpoints under /{name}.")
-        for sub, entry in branch.items():
-            group.add_command(_LazyEndpoint(sub or name, *entry))
-        return group
-
-
-class _LazyEndpoint(click.Command):
-    """Stands for an endpoint command in listings; builds the real one (options from params) when used."""
-
-    def __init__(self, name: str, endpoint: str, path, about: str):
-        super().__init__(name, short_help=f"POST {endpoint}: {about.splitlines()[0] if about else ''}")
-        self._args = (endpoint, path)
-        self._real: click.Command | None = None
-
-    def _command(self) -> click.Command:
-        if self._real is None:
-            self._real = _endpoint_command(self.name, *self._args)
-        return self._real
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        return self._command().make_context(info_name, args, parent=parent, **extra)
 
 
 @click.group(cls=FlowCLI, context_settings={"help_option_names": ["-h", "--help"]})
@@ -314,66 +256,6 @@ def _engine_free_params(workflow, raw: dict[str, str]) -> dict:
     from engine.compile import compile_workflow
 
     return compile_workflow(workflow, nodes.registry()).params_from_text(raw)
-
-
-def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
-    """A command for one saved endpoint: its params become options; the first TEXT param is also positional."""
-    from engine import InvalidWorkflow, Workflow
-
-    try:
-        workflow = Workflow.load(path)
-        import nodes
-        from engine.compile import compile_workflow
-
-        compiled = compile_workflow(workflow, nodes.registry())
-    except InvalidWorkflow as exc:
-        problems = exc
-
-        @click.command(name, help=f"(invalid workflow {path})")
-        def broken():
-            _report_invalid(problems)
-
-        return broken
-    from engine.types import ValueType
-
-    kinds = {ValueType.INT: click.INT, ValueType.FLOAT: click.FLOAT, ValueType.BOOL: click.BOOL}
-    effective = compiled.effective_params({})
-    positional = next((p for p, info in compiled.params.items()
-                       if info.type in (ValueType.TEXT, ValueType.JSON)), None)
-    options = []
-    if positional is not None:
-        options.append(click.Argument([f"{positional}_arg"], required=False, metavar=positional.upper()))
-    for pname, info in compiled.params.items():
-        default = f" (default: {json.dumps(effective[pname])})" if pname in effective else " (required)"
-        options.append(click.Option([f"--{pname.replace('_', '-')}", pname], type=kinds.get(info.type, str),
-                                    default=None, help=info.description + default))
-
-    def callback(server, token, out_dir, as_json, debug, **given):
-        if positional is not None:
-            arg = given.pop(f"{positional}_arg")
-            if arg is not None and given.get(positional) is None:
-                given[positional] = arg
-        values = {}
-        for pname, value in given.items():
-            if value is None:
-                continue
-            if compiled.params[pname].type is ValueType.JSON:
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    pass  # a bare word is a JSON string
-            values[pname] = value
-        settings = _settings(output_dir=out_dir)
-        progress = _Progress(enabled=not as_json and sys.stderr.isatty())
-        if server:
-            result = _run_remote(server, token, endpoint, values, out_dir, progress, debug)
-        else:
-            result = _run_local(settings, lambda: workflow, None, values, None, progress, debug)
-        _show(result, as_json)
-
-    command = click.Command(name, callback=callback, params=options,
-                            help=f"POST {endpoint}: {workflow.description or workflow.name}")
-    return _server_options(command)
 
 
 @main.command()
