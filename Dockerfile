@@ -41,15 +41,16 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
         --out-requirements /tmp/requirements.txt \
     && python3 -m pip install -c /tmp/constraints.txt -r /tmp/requirements.txt
 
-# The code, then flow itself (its dependencies are all in place and pinned by now).
+# The code, then flow itself (its dependencies are all in place and pinned by now). Editable,
+# so the gateway finds its web page (web/) and saved workflows (workflows/) beside its code.
 COPY . .
-RUN python3 -m pip install -c /tmp/constraints.txt . \
+RUN python3 -m pip install -c /tmp/constraints.txt -e . \
     && python3 -c "import torch; print('torch', torch.__version__, 'hip', torch.version.hip)" \
     && chmod 0755 docker/entrypoint.sh \
     && mkdir -p /data/models /data/outputs /data/db
 
 # Everything flow writes lives under /data (named volumes in compose.yaml).
-# (/app/workflows: installed as a package, flow would look for workflows in site-packages.)
+# (/app/workflows is also where the editable install looks; set here so it is explicit.)
 ENV FLOW_MODELS_DIR=/data/models \
     FLOW_OUTPUT_DIR=/data/outputs \
     FLOW_WORKFLOWS_DIR=/app/workflows

@@ -158,8 +158,16 @@ def test_entrypoint_retries_after_a_failed_pull(tmp_path, fake_bin, fake_flow):
 
 
 def test_the_package_list_ships_every_python_package():
-    # the image installs flow as a package (not editable): a folder missing here is missing there
+    # a wheel (pip install .) ships only the listed packages: a folder missing here is missing there
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for top in ("engine", "nodes", "gateway")
              for p in (REPO / top).rglob("__init__.py") if "__pycache__" not in p.parts}
     assert found - listed == set()
+
+
+def test_the_image_serves_the_web_page_and_workflows_from_the_source_tree():
+    # the gateway reads web/ and workflows/ beside its code: the image installs flow editable
+    runs = " ".join(a for kind, a in _instructions() if kind == "RUN")
+    assert re.search(r"pip install -c \S+ -e \.", runs), runs
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert "web" not in ignored and "workflows" not in ignored
