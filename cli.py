@@ -37,15 +37,11 @@ def _settings(**overrides):
 
 def _engine(settings):
     """The engine every command shares, with its model manager (lazy: torch loads on first lease)."""
-    import os
-
     import nodes
     from engine import Engine
-    from engine.models import ModelManager
-
     from nodes.llm import TextBackends
 
-    models = ModelManager.from_settings(settings, hf_token=os.environ.get("HF_TOKEN"))
+    models = _model_manager(settings)
     config = {"text": TextBackends.from_settings(settings)}
     return Engine.from_settings(settings, nodes.registry(), models=models, config=config)
 
@@ -337,13 +333,14 @@ def doctor(as_json, profile, env_file):
         sys.exit(EXIT_FAILED)
 
 
-def _model_manager():
+def _model_manager(settings=None):
+    """The model manager (lazy: nothing loads, torch included, until a model is leased)."""
     import os
 
     from engine.models import ModelManager
 
     # The face reads HF_TOKEN once; the engine never reads the environment.
-    return ModelManager.from_settings(_settings(), hf_token=os.environ.get("HF_TOKEN"))
+    return ModelManager.from_settings(settings or _settings(), hf_token=os.environ.get("HF_TOKEN"))
 
 
 def _pull_bar():

@@ -27,7 +27,7 @@ from engine.openapi import build_openapi
 from engine.paths import UnsafePath, safe_join
 from engine.settings import Settings
 from gateway.metrics import Metrics
-from gateway.present import Presenter
+from gateway.present import STATUS, Presenter, job_status
 
 VERSION = "0.1.0"
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -41,10 +41,6 @@ PRESENTER = web.AppKey("presenter", Presenter)
 METRICS = web.AppKey("metrics", Metrics)
 STARTED = web.AppKey("started", float)
 
-# Status of each named error kind; anything unnamed is a 500 with no detail leaked.
-STATUS = {"invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "unsafe_path": 404,
-          "not_found": 404, "model_not_found": 404, "conflict": 409, "queue_full": 429,
-          "out_of_memory": 503, "node_failed": 500, "cancelled": 409}
 OPEN_PATHS = ("/health",)  # reachable without the token (the web page asks for it itself)
 
 
@@ -196,9 +192,7 @@ async def answer(request: web.Request, record: JobRecord, *, async_default: bool
     body = request.app[PRESENTER].job_json(record, inline=request.query.get("media") == "base64")
     if record.state == "finished":
         return web.json_response(body)
-    error = record.error or {}
-    status = STATUS.get(error.get("cause", ""), STATUS.get(error.get("type", ""), 500))
-    return web.json_response({**body, "error": error}, status=status)
+    return web.json_response({**body, "error": record.error or {}}, status=job_status(record.error))
 
 
 # -- handlers ------------------------------------------------------------------------------------

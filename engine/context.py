@@ -6,7 +6,6 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from .cancel import CancelToken
@@ -86,8 +85,3 @@ class NodeContext:
             yield
         finally:
             self._gpu_lock.release()
-
-    @property
-    def output_dir(self) -> Path:
-        """Root folder where this node may write files (through ``files``)."""
-        return self.files.root

@@ -61,7 +61,6 @@ class OutputFiles:
         self.root.mkdir(parents=True, exist_ok=True)
         base = safe_join(self.root, prefix)
         base.parent.mkdir(parents=True, exist_ok=True)
-        safe_join(self.root, os.path.relpath(base.parent, os.path.realpath(self.root)))
         with self._lock:
             counter = self._next.get((base, suffix))
             if counter is None:  # first file of this name here: continue after the highest one on disk

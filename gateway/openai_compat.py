@@ -16,6 +16,8 @@ from aiohttp import web
 
 from engine import InvalidWorkflow, Workflow
 
+from .present import job_status
+
 _CHAT_FIELDS = {"max_tokens": "max_tokens", "max_completion_tokens": "max_tokens", "temperature": "temperature",
                 "top_p": "top_p", "seed": "seed"}
 
@@ -171,7 +173,7 @@ def _invalid(exc: InvalidWorkflow) -> web.Response:
 def _job_error(record) -> web.Response:
     error = record.error or {}
     cause = error.get("cause") or error.get("type")
-    status = {"model_not_found": 404, "invalid_model_ref": 400, "out_of_memory": 503, "cancelled": 409}.get(cause, 500)
+    status = job_status(error)
     return openai_error(status, error.get("message", record.state), kind="server_error" if status >= 500
                         else "invalid_request_error", code=cause)
 

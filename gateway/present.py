@@ -15,6 +15,17 @@ from engine.workflow import Workflow
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
+# HTTP status of each named error kind (engine/errors.py and the gateway's own); unnamed: 500.
+STATUS = {"invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "unsafe_path": 404,
+          "not_found": 404, "model_not_found": 404, "conflict": 409, "queue_full": 429,
+          "out_of_memory": 503, "node_failed": 500, "cancelled": 409}
+
+
+def job_status(error: dict | None) -> int:
+    """The status a failed job answers: that of its cause (e.g. a missing model: 404), else of its error."""
+    error = error or {}
+    return STATUS.get(error.get("cause", ""), STATUS.get(error.get("type", ""), 500))
+
 
 class Presenter:
     """Turns run results into JSON for the job record, and job records into response bodies."""
