@@ -257,12 +257,19 @@ def _engine_free_params(workflow, raw: dict[str, str]) -> dict:
 @main.command()
 @click.option("--host", default=None, help="address to bind (default 127.0.0.1, FLOW_HOST)")
 @click.option("--port", type=int, default=None, help="port (default 8000, FLOW_PORT)")
-def serve(host, port):
+@click.option("--insecure-no-token", is_flag=True, default=None,
+              help="allow a non-loopback --host without FLOW_API_TOKEN (anyone who reaches it may use it)")
+def serve(host, port, insecure_no_token):
     """Start the gateway: every endpoint, jobs, events, models and the web page."""
     import logging
 
+    settings = _settings(host=host, port=port, insecure_no_token=insecure_no_token)
+    from gateway.security import exposure_problem
+
+    problem = exposure_problem(settings)
+    if problem:
+        raise click.UsageError(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(host=host, port=port)
     from server import serve as run_server
 
     run_server(settings, _engine(settings))

@@ -8,7 +8,6 @@ named errors into JSON bodies with the right status; no traceback ever reaches a
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import sys
@@ -20,14 +19,16 @@ from aiohttp import WSMsgType, web
 
 from engine import Engine, FlowError, Problem, Workflow
 from engine.catalogue import Catalogue, Endpoint
-from engine.errors import ModelNotFound
+from engine.errors import ModelNotFound, redact_paths
 from engine.jobs import JobQueue, QueueFull
-from engine.jobstore import JobRecord, JobStore
+from engine.jobstore import STATES, JobRecord, JobStore
 from engine.openapi import build_openapi
-from engine.paths import UnsafePath, safe_join
+from engine.paths import UnsafePath, servable_file
 from engine.settings import Settings
 from gateway.metrics import Metrics
-from gateway.present import STATUS, Presenter, job_status
+from gateway.parse import InvalidRequest, json_body, loads, query_choice, query_int, query_number, wants_async
+from gateway.present import STATUS, Presenter, dumps, job_status
+from gateway.security import Policy, cors_middleware, guard_middleware, security_headers
 
 VERSION = "0.1.0"
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -41,25 +42,36 @@ PRESENTER = web.AppKey("presenter", Presenter)
 METRICS = web.AppKey("metrics", Metrics)
 STARTED = web.AppKey("started", float)
 
-OPEN_PATHS = ("/health",)  # reachable without the token (the web page asks for it itself)
-
-
-class InvalidRequest(FlowError):
-    """The request itself is malformed (not JSON, wrong shape, bad query value)."""
-
-    kind = "invalid_request"
-
-    def __init__(self, message: str, problems: list[Problem] | None = None):
-        super().__init__(message)
-        self.problems = problems or []
+MAX_PROBLEMS = 100  # an error body lists at most this many problems, and their count
 
 
 def error_body(kind: str, message: str, problems: list[Problem] | None = None, **extra) -> dict:
-    """The one error shape: ``{"error": {"type", "message", "problems"?}}``."""
+    """The one error shape: ``{"error": {"type", "message", "problems"?, "count"?}}``."""
     body: dict[str, Any] = {"type": kind, "message": message, **extra}
     if problems:
-        body["problems"] = [p.to_json() for p in problems]
+        body["problems"] = [p.to_json() for p in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            body["count"] = len(problems)
     return {"error": body}
+
+
+def _openai_shape(status: int, body: dict) -> dict:
+    """``/v1`` answers in OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
+    error = body["error"]
+    first = (error.get("problems") or [{}])[0]
+    return {"error": {"message": error["message"], "type": "server_error" if status >= 500 else
+                      "invalid_request_error", "param": first.get("input") or first.get("param"),
+                      "code": error["type"]}}
+
+
+def _error_response(request: web.Request, status: int, body: dict, headers=None) -> web.Response:
+    if request.path.startswith("/v1/"):
+        body = _openai_shape(status, body)
+    return web.json_response(body, status=status, headers=headers, dumps=dumps)
+
+
+_HTTP_KINDS = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
 
 
 @web.middleware
@@ -72,116 +84,43 @@ async def errors_middleware(request: web.Request, handler):
         extra = {}
         if isinstance(exc, ModelNotFound):
             extra["pull_command"] = exc.pull_command
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
-        return web.json_response(error_body(exc.kind, str(exc), getattr(exc, "problems", None), **extra),
-                                 status=status, headers=headers)
+        headers = {}
+        if isinstance(exc, QueueFull):
+            headers["Retry-After"] = str(exc.retry_after)
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="flow"'
+        body = error_body(exc.kind, redact_paths(str(exc)), getattr(exc, "problems", None), **extra)
+        return _error_response(request, status, body, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        kind = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                413: "too_large"}.get(exc.status, "http_error")
-        return web.json_response(error_body(kind, exc.text or exc.reason), status=exc.status,
-                                 headers={k: v for k, v in exc.headers.items() if k.lower() != "content-type"})
+        kind = _HTTP_KINDS.get(exc.status, "http_error")
+        text = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else ""
+        message = text or {404: "nothing is at this path; GET /docs lists the routes",
+                           405: f"{request.method[:16]} is not allowed on this path; GET /docs lists the routes",
+                           413: "the request body is too large (FLOW_MAX_BODY_BYTES)"}.get(exc.status, exc.reason)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return _error_response(request, exc.status, error_body(kind, message), headers)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return web.json_response(error_body("internal", "internal error; the server log has the details"),
-                                 status=500)
-
-
-def auth_middleware(token: str):
-    """Require ``Authorization: Bearer <token>`` (or ``?token=`` for EventSource and WebSocket)."""
-    expected = token.encode()
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        if request.method == "OPTIONS" or request.path in OPEN_PATHS or not _is_api(request.path):
-            return await handler(request)
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
-        if not hmac.compare_digest(given.encode(), expected):  # constant time
-            raise web.HTTPUnauthorized(text="an API token is required: send 'Authorization: Bearer <token>'",
-                                       headers={"WWW-Authenticate": 'Bearer realm="flow"'})
-        return await handler(request)
-
-    return middleware
-
-
-def _is_api(path: str) -> bool:
-    # The web page's static files load without a token; the page then asks for it once.
-    return not (path == "/" or path.startswith("/web/"))
-
-
-def cors_middleware(origins: str):
-    """CORS headers for the configured origins, and answers to preflight requests."""
-    allowed = {o.strip() for o in origins.split(",") if o.strip()}
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        origin = request.headers.get("Origin")
-        ok = origin is not None and ("*" in allowed or origin in allowed)
-        if request.method == "OPTIONS" and ok:
-            response = web.Response(status=204)
-        else:
-            response = await handler(request)
-        if ok:
-            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Prefer"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-            response.headers["Vary"] = "Origin"
-        return response
-
-    return middleware
-
-
-# -- request helpers -----------------------------------------------------------------------------
-
-async def json_body(request: web.Request, *, required: bool = True) -> dict:
-    """The request's JSON object (an empty body is ``{}`` when not required)."""
-    if not request.can_read_body:
-        if required:
-            raise InvalidRequest("the request needs a JSON object body")
-        return {}
-    try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def wants_async(request: web.Request, default: bool = False) -> bool:
-    """``Prefer: respond-async`` or ``?wait=false`` (``?wait=true`` asks to wait where 202 is the default)."""
-    if "respond-async" in request.headers.get("Prefer", ""):
-        return True
-    wait = request.query.get("wait")
-    return default if wait is None else wait.lower() in ("false", "0", "no")
-
-
-def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
-    """A numeric query parameter within bounds, or a 400 naming it."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidRequest(f"query parameter {name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"query parameter {name} must be between {low:g} and {high:g}, got {value:g}")
-    return value
+        return _error_response(request, 500, error_body("internal", "internal error; the server log has the details"))
 
 
 def job_url(request: web.Request, job_id: str) -> str:
     return str(request.app.router["job"].url_for(id=job_id))
 
 
+def _inline(request: web.Request) -> bool:
+    return query_choice(request, "media", ("url", "base64"), "url") == "base64"
+
+
 async def answer(request: web.Request, record: JobRecord, *, async_default: bool = False) -> web.Response:
     """202 with the job URL, or wait (bounded) and answer the result; a failed job answers its error."""
     jobs, settings = request.app[JOBS], request.app[SETTINGS]
     accepted = {"id": record.id, "state": record.state, "url": job_url(request, record.id)}
+    inline = _inline(request)
     if wants_async(request, async_default):
         return web.json_response(accepted, status=202, headers={"Location": accepted["url"]})
     timeout = query_number(request, "timeout", settings.request_timeout, 0, 24 * 3600)
@@ -189,10 +128,10 @@ async def answer(request: web.Request, record: JobRecord, *, async_default: bool
     if not record.terminal:
         return web.json_response({**accepted, "state": record.state}, status=202,
                                  headers={"Location": accepted["url"]})
-    body = request.app[PRESENTER].job_json(record, inline=request.query.get("media") == "base64")
+    body = request.app[PRESENTER].job_json(record, inline=inline)
     if record.state == "finished":
-        return web.json_response(body)
-    return web.json_response({**body, "error": record.error or {}}, status=job_status(record.error))
+        return web.json_response(body, dumps=dumps)
+    return web.json_response({**body, "error": record.error or {}}, status=job_status(record.error), dumps=dumps)
 
 
 # -- handlers ------------------------------------------------------------------------------------
@@ -232,23 +171,21 @@ async def post_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    limit = int(query_number(request, "limit", 50, 1, 500))
-    before = request.query.get("before")
-    if before is not None and not before.isdigit():
-        raise InvalidRequest(f"query parameter before must be a job seq (an integer), got {before!r}")
-    records = request.app[JOBS].page(state=request.query.get("state"), limit=limit,
-                                     before=int(before) if before else None)
+    limit = query_int(request, "limit", 50, 1, 500)
+    before = query_int(request, "before", None, 0, 2**62)
+    state = query_choice(request, "state", STATES, None)
+    records = request.app[JOBS].page(state=state, limit=limit, before=before)
     jobs = [{**r.to_json(), "seq": r.seq, "url": job_url(request, r.id)} for r in records]
     page = {"jobs": jobs, "counts": request.app[JOBS].counts()}
     if len(records) == limit:
         page["next"] = str(request.rel_url.update_query(before=records[-1].seq))
-    return web.json_response(page)
+    return web.json_response(page, dumps=dumps)
 
 
 async def get_job(request: web.Request) -> web.Response:
     record = request.app[JOBS].get(request.match_info["id"])
-    inline = request.query.get("media") == "base64"
-    return web.json_response(request.app[PRESENTER].job_json(record, inline=inline, with_workflow=True))
+    body = request.app[PRESENTER].job_json(record, inline=_inline(request), with_workflow=True)
+    return web.json_response(body, dumps=dumps)
 
 
 async def delete_job(request: web.Request) -> web.Response:
@@ -354,7 +291,8 @@ async def workflow_extract(request: web.Request) -> web.Response:
     run_params: dict = {}
     if isinstance(workflow_, dict) and "nodes" in workflow_:
         doc = workflow_  # images carry the whole re-runnable document
-    elif isinstance(workflow_, dict) and workflow_.get("workflow") in catalogue.workflows:
+    elif isinstance(workflow_, dict) and isinstance(workflow_.get("workflow"), str) \
+            and workflow_["workflow"] in catalogue.workflows:
         doc = catalogue.workflows[workflow_["workflow"]].doc  # audio and video name their saved workflow
         run_params = {k: v for k, v in params.items() if k in doc.get("params", {})}
     elif registry.get(str(params.get("node"))) is not None:
@@ -379,7 +317,7 @@ def _embedded_description(data: bytes) -> dict:
         raise InvalidRequest("not a file flow saves: send a PNG, WebP, JPEG, WAV, FLAC, OGG, MP3, MP4 or GIF file")
     try:
         if fmt == "json":
-            body = json.loads(data)
+            body = loads(data)
             if not isinstance(body, dict):
                 raise ValueError("the JSON is not an object")
             return {"format": fmt, "workflow": body} if "nodes" in body else {"format": fmt, **body}
@@ -390,14 +328,18 @@ def _embedded_description(data: bytes) -> dict:
                 from engine.embedded import PARAMETERS_KEY, WORKFLOW_KEY, image_entries
 
                 entries = image_entries(path)
-                return {"format": fmt, "workflow": json.loads(entries.get(WORKFLOW_KEY, "null")),
-                        "params": json.loads(entries.get(PARAMETERS_KEY, "{}"))}
+                return {"format": fmt, "workflow": loads(entries.get(WORKFLOW_KEY, "null")),
+                        "params": loads(entries.get(PARAMETERS_KEY, "{}"))}
             from nodes.avmedia import read_audio_comment, read_video_comment  # the files' own readers
 
             text = read_video_comment(path) if fmt in ("mp4", "gif") else read_audio_comment(path)
-            return {"format": fmt, **(json.loads(text) if text else {})}
-    except (OSError, ValueError, RuntimeError) as exc:  # unreadable file or metadata
-        raise InvalidRequest(f"could not read the {fmt} file's metadata: {exc}") from exc
+            found = loads(text) if text else {}
+            if not isinstance(found, dict):
+                raise ValueError("the embedded description is not a JSON object")
+            return {"format": fmt, **found}
+    except Exception as exc:  # a hostile or broken file: whatever its reader raised, the file is at fault
+        log.info("unreadable %s upload: %r", fmt, exc)
+        raise InvalidRequest(f"could not read the {fmt} file's metadata: {exc}") from None
 
 
 async def endpoints(request: web.Request) -> web.Response:
@@ -453,14 +395,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def files(request: web.Request) -> web.StreamResponse:
-    """An output file, only from the output folder (real paths compared; symlinks cannot lead out)."""
-    root = request.app[SETTINGS].output_dir
+    """An output file, only from the output folder: never a hidden, database or temporary file."""
     try:
-        path = safe_join(root, request.match_info["path"])
+        path = servable_file(request.app[SETTINGS].output_dir, request.match_info["path"])
     except UnsafePath:
         raise web.HTTPNotFound(text="no such file") from None
-    if not path.is_file():
-        raise web.HTTPNotFound(text="no such file")
     return web.FileResponse(path)
 
 
@@ -513,15 +452,21 @@ async def models_unload(request: web.Request) -> web.Response:
 
 # -- the application -----------------------------------------------------------------------------
 
+#: routes whose bodies are not JSON (every other body must be application/json)
+BODY_TYPES = {"/workflows/extract": frozenset({"application/octet-stream", "application/json", "image/png",
+                                               "image/jpeg", "image/webp", "image/gif", "audio/wav", "audio/x-wav",
+                                               "audio/wave", "audio/flac", "audio/ogg", "audio/mpeg", "video/mp4"})}
+
 def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | None = None,
                store: JobStore | None = None) -> web.Application:
     """The gateway application over ``engine``; the job queue starts and stops with it."""
-    middlewares = [errors_middleware]
-    if settings.cors_origins:
-        middlewares.insert(0, cors_middleware(settings.cors_origins))
-    if settings.api_token:
-        middlewares.append(auth_middleware(settings.api_token))
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    policy = Policy.from_settings(settings, body_types=BODY_TYPES)
+    middlewares = [errors_middleware, guard_middleware(policy)]
+    if policy.origins:
+        middlewares.insert(0, cors_middleware(policy.origins))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes,
+                          handler_args={"max_field_size": 16 << 10})
+    app.on_response_prepare.append(security_headers)
     catalogue = catalogue or Catalogue(engine, settings.workflows_dir)
     presenter = Presenter(settings.output_dir)
     jobs = JobQueue(engine, store or JobStore(settings.jobs_db), present=presenter.result_json,

@@ -10,7 +10,7 @@ _EXPORTS = {
     "MemoryCache": ".cache", "NullCache": ".cache",
     "CancelToken": ".cancel",
     "NodeContext": ".context",
-    "Cancelled": ".errors", "FlowError": ".errors", "InvalidWorkflow": ".errors", "ModelNotFound": ".errors",
+    "Cancelled": ".errors", "FlowError": ".errors", "InvalidInput": ".errors", "InvalidWorkflow": ".errors", "ModelNotFound": ".errors",
     "NodeFailed": ".errors", "OutOfMemory": ".errors", "Problem": ".errors",
     "Engine": ".executor", "RunResult": ".executor",
     "Input": ".node", "Node": ".node", "Output": ".node", "Seed": ".node",

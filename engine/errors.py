@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -114,3 +115,34 @@ class PullFailed(FlowError):
         self.ref = ref
         self.reason = reason
         super().__init__(f"pulling {ref} failed: {reason}; run `flow pull {ref}` again to resume")
+
+
+class InvalidInput(FlowError):
+    """A node's input value cannot be used (found while running): names the input and what to do.
+
+    Raised by nodes for input errors that the schema cannot express (a 1x1 image, a file that is
+    not an image, a JSON path that does not exist); the gateway answers it 422, not 500.
+    """
+
+    kind = "invalid_input"
+
+    def __init__(self, input: str, message: str):
+        self.input = input
+        super().__init__(f"input {input!r}: {message}")
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/:]+/)+([^\s'\"/:]*)")
+
+
+def redact_paths(message: str) -> str:
+    """``message`` with absolute server paths cut to their last part (``…/name``).
+
+    Error bodies leave the server; the full paths (and tracebacks) go to its log only.
+    """
+    return _ABSOLUTE_PATH.sub(lambda m: "…/" + m.group(1), message)
+
+
+class NotConfigured(FlowError):
+    """This process lacks something a node needs (a model manager, a server URL): the operator's fix, not the caller's."""
+
+    kind = "not_configured"

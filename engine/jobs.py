@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from . import events as ev
 from .cancel import CancelToken
-from .errors import Cancelled, FlowError, InvalidWorkflow, NodeFailed
+from .errors import Cancelled, FlowError, InvalidInput, InvalidWorkflow, NodeFailed, redact_paths
 from .executor import Engine, RunResult
 from .jobstore import (CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore)
 from .workflow import Workflow
@@ -271,14 +271,15 @@ class JobQueue:
             record.state, record.error = CANCELLED, {"type": "cancelled", "message": str(exc)}
         except InvalidWorkflow as exc:
             record.state = FAILED
-            record.error = {"type": exc.kind, "message": str(exc), "problems": [p.to_json() for p in exc.problems]}
+            record.error = {"type": exc.kind, "message": redact_paths(str(exc)),
+                            "problems": [p.to_json() for p in exc.problems]}
         except NodeFailed as exc:
-            record.state = FAILED
-            record.error = {"type": exc.kind, "message": str(exc), "node": exc.node, "node_type": exc.node_type,
-                            "cause": getattr(exc.cause, "kind", type(exc.cause).__name__)}
-        except Exception as exc:
+            record.state, record.error = FAILED, self._node_error(job_id, exc)
+        except Exception:
             self.log.exception("job %s failed inside the engine", job_id)
-            record.state, record.error = FAILED, {"type": "internal", "message": f"internal error: {exc!r}"}
+            record.state = FAILED
+            record.error = {"type": "internal", "message": f"internal error; the server log has the details "
+                                                           f"(job {job_id})"}
         finally:
             if timer is not None:
                 timer.cancel()
@@ -293,6 +294,19 @@ class JobQueue:
         record.ended = time.time()
         self.store.save(record)
         self._end(record, held[0] if held else _terminal_event(record))
+
+    def _node_error(self, job_id: str, exc: NodeFailed) -> dict[str, Any]:
+        """A failed node as the job's error: a named cause says what to do; any other is a bug, logged."""
+        error = {"type": exc.kind, "node": exc.node, "node_type": exc.node_type,
+                 "cause": getattr(exc.cause, "kind", "internal")}
+        if isinstance(exc.cause, FlowError):
+            error["message"] = redact_paths(str(exc))
+            if isinstance(exc.cause, InvalidInput):
+                error["input"] = exc.cause.input
+        else:  # not raised on purpose: the traceback goes to the log, the client gets the text without paths
+            self.log.error("job %s: node %r (%s) raised", job_id, exc.node, exc.node_type, exc_info=exc.cause)
+            error["message"] = f"{redact_paths(str(exc))}; the server log has the details (job {job_id})"
+        return error
 
     def _track(self, event: ev.Event) -> None:
         live = self._live.get(event.job_id)

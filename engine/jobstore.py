@@ -12,6 +12,7 @@ from typing import Any
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "finished", "failed", "cancelled", "interrupted")
 TERMINAL = frozenset({FINISHED, FAILED, CANCELLED, INTERRUPTED})
+STATES = (QUEUED, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -33,6 +33,40 @@ def safe_join(root: str | os.PathLike, relative: str) -> Path:
     return Path(candidate)
 
 
+# What is never served from the output folder, even when someone put it there: databases and
+# their journals, temporary and partial files, anything hidden.
+_NOT_SERVED = re.compile(r"\.(sqlite3?|db|db3|wal|shm|journal|tmp|temp|part|partial|lock|incomplete)$"
+                         r"|-(wal|shm|journal)$", re.IGNORECASE)
+
+
+def servable_file(root: str | os.PathLike, relative: str) -> Path:
+    """The output file ``relative`` names under ``root``, if it is one that may be served.
+
+    Refuses (UnsafePath) a path that leaves the root, names a hidden part (``.x``), a database,
+    journal or temporary file, or anything that is not a regular file.
+    """
+    parts = relative.replace("\\", "/").split("/")
+    if any(part.startswith(".") for part in parts) or _NOT_SERVED.search(relative):
+        raise UnsafePath(f"{relative!r} is not an output file")
+    path = safe_join(root, relative)
+    if _NOT_SERVED.search(path.name) or path.name.startswith(".") or not path.is_file():
+        raise UnsafePath(f"{relative!r} is not an output file")
+    return path
+
+
+def relative_to(root: str | os.PathLike, path: str | os.PathLike) -> str | None:
+    """``path`` relative to ``root`` (POSIX form) when it is a file under it that may be served, else None."""
+    try:
+        real, real_root = os.path.realpath(path), os.path.realpath(root)
+        if os.path.commonpath([real, real_root]) != real_root:
+            return None
+        relative = Path(os.path.relpath(real, real_root)).as_posix()
+        servable_file(real_root, relative)
+    except (UnsafePath, ValueError, OSError):
+        return None
+    return relative
+
+
 _PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}(/[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}){0,7}$")
 
 

@@ -65,6 +65,12 @@ class Settings:
     text_model: str = ""
     #: with privacy "flexible": the model a text node falls back to when its local one is unavailable
     text_fallback_model: str = ""
+    #: seconds to wait for a backend (Ollama, an OpenAI-compatible server, the Hugging Face hub) to accept
+    #: a connection
+    backend_connect_timeout: float = 10.0
+    #: seconds a backend may stay silent mid-request before the request fails: per read, not in total
+    #: (a long generation that keeps streaming never hits it); covers the model load before a first token
+    backend_read_timeout: float = 300.0
 
     # -- gateway (flow serve) --
     #: address to bind; 127.0.0.1 unless told otherwise (0.0.0.0 in the container)
@@ -73,8 +79,17 @@ class Settings:
     port: int = 8000
     #: bearer token required on everything but /health and the web page; empty: no auth
     api_token: str = field(default="", repr=False)
-    #: SQLite file holding the job queue and history
-    jobs_db: Path = field(default_factory=lambda: Path("outputs") / "jobs.sqlite3")
+    #: start on a non-loopback address without a token (anyone who can reach it may use it)
+    insecure_no_token: bool = False
+    #: the address clients reach the gateway on when it differs from `host` (a container's
+    #: published port, e.g. 127.0.0.1): the token rule looks at it instead of `host`
+    published_host: str = ""
+    #: host names (besides loopback names and the bound address) the gateway answers to,
+    #: comma-separated; "*.example.com" matches sub-domains, "*" any name (turns off the
+    #: DNS-rebinding check)
+    allowed_hosts: str = ""
+    #: SQLite file holding the job queue and history (kept outside the served output folder)
+    jobs_db: Path = field(default_factory=lambda: _data_home() / "jobs.sqlite3")
     #: jobs running at once (one GPU: 1)
     job_workers: int = 1
     #: jobs allowed to wait; more are answered 429 with Retry-After
@@ -87,7 +102,8 @@ class Settings:
     request_timeout: float = 300.0
     #: largest request body in bytes (images travel as base64)
     max_body_bytes: int = 64 << 20
-    #: origins allowed by CORS, comma-separated ("*" for any); empty: no CORS headers
+    #: web origins (besides the gateway's own page) allowed to call it, comma-separated, e.g.
+    #: http://localhost:3000 ("*" for any); requests from any other origin are refused (403)
     cors_origins: str = ""
     #: find the GPU and its memory budget when the gateway starts (imports torch in the background)
     probe_device: bool = True

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from engine import InvalidWorkflow, Workflow
 
+from .parse import json_body
 from .present import job_status
 
 _CHAT_FIELDS = {"max_tokens": "max_tokens", "max_completion_tokens": "max_tokens", "temperature": "temperature",
@@ -40,7 +41,11 @@ def openai_routes(jobs_key, engine_key) -> list[web.RouteDef]:
         for i, message in enumerate(messages):
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, list):  # content parts: keep the text ones
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type", "text") == "text"]
+                if not all(isinstance(t, str) for t in texts):
+                    return openai_error(400, f"messages[{i}]: a text content part needs 'text' as a string",
+                                        param=f"messages[{i}].content")
+                content = "".join(texts)
             if not isinstance(content, str) or message.get("role") not in ("system", "user", "assistant"):
                 return openai_error(400, f"messages[{i}] needs a role (system, user, assistant) and text content",
                                     param=f"messages[{i}]")
@@ -54,9 +59,7 @@ def openai_routes(jobs_key, engine_key) -> list[web.RouteDef]:
                                                "usage": {"from": "chat", "output": "usage"}}})
 
     async def chat_completions(request: web.Request) -> web.StreamResponse:
-        body = await _body(request)
-        if isinstance(body, web.Response):
-            return body
+        body = await json_body(request)  # the error middleware answers /v1 errors in OpenAI's shape
         workflow = chat_workflow(body)
         if isinstance(workflow, web.Response):
             return workflow
@@ -121,9 +124,7 @@ def openai_routes(jobs_key, engine_key) -> list[web.RouteDef]:
         return response
 
     async def embeddings(request: web.Request) -> web.Response:
-        body = await _body(request)
-        if isinstance(body, web.Response):
-            return body
+        body = await json_body(request)  # the error middleware answers /v1 errors in OpenAI's shape
         texts = body.get("input")
         if not (isinstance(texts, str) or (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
             return openai_error(400, "'input' must be a string or a non-empty list of strings", param="input")
@@ -154,14 +155,6 @@ def openai_routes(jobs_key, engine_key) -> list[web.RouteDef]:
 
     return [web.post("/v1/chat/completions", chat_completions), web.post("/v1/embeddings", embeddings),
             web.get("/v1/models", models)]
-
-
-async def _body(request: web.Request) -> dict | web.Response:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return openai_error(400, "the body is not valid JSON")
-    return body if isinstance(body, dict) else openai_error(400, "the body must be a JSON object")
 
 
 def _invalid(exc: InvalidWorkflow) -> web.Response:

@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 import base64
+import json
+import math
 import os
-from pathlib import Path
 from typing import Any
 
 from engine.executor import RunResult
 from engine.jobstore import JobRecord
 from engine.media import MediaValue
-from engine.paths import OutputFiles
+from engine.paths import OutputFiles, UnsafePath, relative_to, servable_file
 from engine.workflow import Workflow
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 # HTTP status of each named error kind (engine/errors.py and the gateway's own); unnamed: 500.
-STATUS = {"invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "unsafe_path": 404,
-          "not_found": 404, "model_not_found": 404, "conflict": 409, "queue_full": 429,
-          "out_of_memory": 503, "node_failed": 500, "cancelled": 409}
+STATUS = {"invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "invalid_input": 422,
+          "unauthorized": 401, "forbidden": 403, "privacy_refused": 403, "unsafe_path": 404, "not_found": 404,
+          "model_not_found": 404, "conflict": 409, "too_large": 413, "unsupported_media_type": 415,
+          "queue_full": 429, "node_failed": 500, "out_of_memory": 503, "ollama_unavailable": 503,
+          "backend_unavailable": 503, "cancelled": 409}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Strict JSON for responses: never the bare NaN/Infinity tokens Python's json writes by default."""
+    try:
+        return json.dumps(value, allow_nan=False, default=str)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False, default=str)
 
 
 def job_status(error: dict | None) -> int:
@@ -31,20 +53,19 @@ class Presenter:
     """Turns run results into JSON for the job record, and job records into response bodies."""
 
     def __init__(self, output_dir: str | os.PathLike):
-        self.root = Path(output_dir)
+        self.root = output_dir
         self.files = OutputFiles(output_dir)
 
     def url(self, path: str | os.PathLike) -> str | None:
-        """``/files/<relative path>`` for a file under the output folder, else None."""
-        real, root = os.path.realpath(path), os.path.realpath(self.root)
-        if os.path.commonpath([real, root]) != root or not os.path.isfile(real):
-            return None
-        return "/files/" + Path(os.path.relpath(real, root)).as_posix()
+        """``/files/<relative path>`` for a servable file under the output folder, else None."""
+        relative = relative_to(self.root, path)
+        return None if relative is None else "/files/" + relative
 
     def result_json(self, workflow: Workflow, result: RunResult, job_id: str) -> dict:
         """What a finished job stores: outputs (media written to files), files, seeds, timings."""
         outputs: dict[str, Any] = {}
         files: dict[str, str] = {}
+        media: list[str] = []  # outputs that are media by their type (only these are ever read back)
         for name, value in result.outputs.items():
             if isinstance(value, _JSON_SCALARS) or isinstance(value, (list, dict)):
                 outputs[name] = value
@@ -54,24 +75,28 @@ class Presenter:
                         files[name] = url
             elif isinstance(value, MediaValue):
                 path = value.write_file(self.files, f"jobs/{job_id}/{name}")
-                url = self.url(path)
-                outputs[name] = {"url": url, "path": Path(os.path.relpath(path, self.root)).as_posix()}
-                files[name] = url
+                relative = relative_to(self.root, path)
+                outputs[name] = {"url": "/files/" + relative, "path": relative}
+                files[name] = outputs[name]["url"]
+                media.append(name)
             else:
-                outputs[name] = repr(value)
-        return {"outputs": outputs, "files": files, "seeds": result.seeds, "timings": result.timings,
-                "elapsed": result.elapsed, "executed": result.executed, "cached": result.cached}
+                outputs[name] = f"<{type(value).__name__}>"  # no JSON form (and no repr: it may hold paths)
+        return {"outputs": _finite(outputs), "files": files, "media": media, "seeds": result.seeds,
+                "timings": result.timings, "elapsed": result.elapsed, "executed": result.executed,
+                "cached": result.cached}
 
     def job_json(self, record: JobRecord, *, inline: bool = False, with_workflow: bool = False) -> dict:
         """The job as a response body; ``inline`` adds base64 of each media output."""
         body = record.to_json(with_workflow=with_workflow)
         if inline and isinstance(body.get("outputs"), dict):
-            body["outputs"] = {name: self._inline(value) for name, value in body["outputs"].items()}
+            outputs = body["outputs"] = dict(body["outputs"])
+            for name in body.get("media") or ():  # media by the type the job produced, never by shape
+                outputs[name] = self._inline(outputs[name])
         return body
 
-    def _inline(self, value: Any) -> Any:
-        if isinstance(value, dict) and set(value) == {"url", "path"}:
-            path = self.root / value["path"]
-            if path.is_file():
-                return {**value, "b64": base64.b64encode(path.read_bytes()).decode()}
-        return value
+    def _inline(self, value: dict) -> dict:
+        try:
+            path = servable_file(self.root, value["path"])
+            return {**value, "b64": base64.b64encode(path.read_bytes()).decode()}
+        except (UnsafePath, OSError):
+            return value  # the file was removed since: the URL answers 404 the same way

@@ -76,11 +76,19 @@ export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body);
 export const del = (path) => request("DELETE", path);
 
-/** A file URL the browser can load in <img>/<audio>/<a>: adds ?token= when one is set. */
-export function fileUrl(url) {
-  const t = token();
-  if (!t || !url) return url;
-  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(t);
+/**
+ * Point `el[attr]` (an <img>/<audio>/<video> src or an <a> href) at a gateway file. Without a token
+ * the URL is used as is; with one, the file is fetched with the Authorization header and shown from
+ * a blob URL (the gateway takes ?token= only on event streams, so tokens stay out of URLs and logs).
+ */
+export async function setFileUrl(el, attr, url) {
+  if (!token() || !url) {
+    el[attr] = url;
+    return;
+  }
+  const response = await fetch(url, { headers: withToken() });
+  if (!response.ok) return;
+  el[attr] = URL.createObjectURL(await response.blob());
 }
 
 // -- live events -------------------------------------------------------------------------------

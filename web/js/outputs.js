@@ -1,6 +1,6 @@
 // Showing results: images, audio and video with players, text with copy, seeds and parameters.
 
-import { fileUrl, get, onEvent } from "./api.js";
+import { get, onEvent, setFileUrl } from "./api.js";
 import { badge, fill, h, seconds, when } from "./dom.js";
 
 const IMAGE = /\.(png|jpe?g|webp|gif|bmp)$/i;
@@ -37,15 +37,16 @@ function copyButton(text, what) {
 
 /** One file: the player or picture, and a download link. */
 export function mediaView(url, name) {
-  const src = fileUrl(url);
   const kind = mediaKind(url);
   const file = url.split("/").pop();
   let media = null;
-  if (kind === "image") media = h("img", { src, alt: `${name}: ${file}`, loading: "lazy" });
-  if (kind === "audio") media = h("audio", { src, controls: true, preload: "metadata", "aria-label": `${name}: ${file}` });
-  if (kind === "video") media = h("video", { src, controls: true, preload: "metadata", "aria-label": `${name}: ${file}` });
-  return h("div", { class: `media media-${kind}` }, media,
-    h("a", { href: src, download: file, class: "download" }, `Download ${file}`));
+  if (kind === "image") media = h("img", { alt: `${name}: ${file}`, loading: "lazy" });
+  if (kind === "audio") media = h("audio", { controls: true, preload: "metadata", "aria-label": `${name}: ${file}` });
+  if (kind === "video") media = h("video", { controls: true, preload: "metadata", "aria-label": `${name}: ${file}` });
+  const link = h("a", { download: file, class: "download" }, `Download ${file}`);
+  if (media) setFileUrl(media, "src", url);
+  setFileUrl(link, "href", url);
+  return h("div", { class: `media media-${kind}` }, media, link);
 }
 
 /** The output folder's path on the server, learnt from an output given both as a path and a URL. */

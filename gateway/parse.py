@@ -1,0 +1,139 @@
+"""Reading requests with limits: JSON bodies (depth, number size, no NaN), query parameters.
+
+Every parser here answers a hostile value with :class:`InvalidRequest` (400) naming the part
+of the request at fault; nothing a client sends reaches a handler as an exception of Python's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from typing import Any
+
+from aiohttp import web
+
+from engine import FlowError, Problem
+
+#: nesting of arrays and objects a request body may have (workflows need about 6)
+MAX_DEPTH = 64
+#: digits an integer in a body may have (seeds and sizes fit in 16)
+MAX_INT_DIGITS = 32
+#: bodies larger than this are parsed off the event loop
+_THREAD_PARSE_BYTES = 256 << 10
+
+
+class InvalidRequest(FlowError):
+    """The request itself is malformed (not JSON, wrong shape, bad query value)."""
+
+    kind = "invalid_request"
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a number of {len(text)} digits is too long (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON: NaN and Infinity are not numbers JSON allows")
+
+
+def loads(data: bytes | str) -> Any:
+    """Strict JSON: no NaN/Infinity, bounded integers and nesting; ValueError says what is wrong."""
+    try:
+        value = json.loads(data, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(f"the JSON nests deeper than {MAX_DEPTH} levels") from None
+    check_depth(value)
+    return value
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise ValueError when ``value`` nests arrays/objects deeper than ``limit`` (no recursion)."""
+    if not isinstance(value, (dict, list)):
+        return
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    raise ValueError(f"the JSON nests deeper than {limit} levels")
+                stack.append((child, depth + 1))
+
+
+async def json_body(request: web.Request, *, required: bool = True) -> dict:
+    """The request's JSON object (an empty body is ``{}`` when not required)."""
+    data = await request.read()
+    if not data.strip():
+        if required:
+            raise InvalidRequest("the request needs a JSON object body")
+        return {}
+    try:
+        if len(data) > _THREAD_PARSE_BYTES:  # a large workflow: parse without stalling other requests
+            body = await asyncio.get_running_loop().run_in_executor(None, loads, data)
+        else:
+            body = loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def wants_async(request: web.Request, default: bool = False) -> bool:
+    """``Prefer: respond-async`` or ``?wait=false`` (``?wait=true`` asks to wait where 202 is the default)."""
+    if "respond-async" in request.headers.get("Prefer", ""):
+        return True
+    wait = query_choice(request, "wait", ("true", "false", "1", "0", "yes", "no"), None)
+    return default if wait is None else wait in ("false", "0", "no")
+
+
+def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    """A numeric query parameter within bounds, or a 400 naming it."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw) if len(raw) <= 32 else math.nan
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # NaN fails too
+        raise InvalidRequest(f"query parameter {name} must be a number between {low:g} and {high:g}, "
+                             f"got {raw[:40]!r}")
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    """A whole-number query parameter within bounds (ASCII digits only), or a 400 naming it."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,18}", raw) or not low <= int(raw) <= high:
+        raise InvalidRequest(f"query parameter {name} must be a whole number between {low} and {high}, "
+                             f"got {raw[:40]!r}")
+    return int(raw)
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    """A query parameter that takes one of ``choices`` (case-insensitive), or a 400 listing them."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise InvalidRequest(f"query parameter {name} must be one of {', '.join(choices)}, got {raw[:40]!r}")
+    return raw.lower()
