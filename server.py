@@ -403,6 +403,15 @@ async def files(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path)
 
 
+async def web_file(request: web.Request) -> web.StreamResponse:
+    """The web page's own files (through the same path helper as outputs)."""
+    try:
+        path = servable_file(WEB_DIR, request.match_info["path"])
+    except UnsafePath:
+        raise web.HTTPNotFound(text="no such file of the web page") from None
+    return web.FileResponse(path)
+
+
 async def index(request: web.Request) -> web.StreamResponse:
     page = WEB_DIR / "index.html"
     if page.is_file():
@@ -497,7 +506,7 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
     routes += [web.post(path, endpoint_handler(ep)) for path, ep in sorted(catalogue.endpoints.items())]
     app.add_routes(routes)
     if WEB_DIR.is_dir():
-        app.router.add_static("/web/", WEB_DIR)
+        app.router.add_get("/web/{path:.+}", web_file)
 
     async def lifecycle(app: web.Application):
         await jobs.start()
