@@ -363,6 +363,9 @@ async def health(request: web.Request) -> web.Response:
                             "uptime": time.time() - request.app[STARTED],
                             "jobs": request.app[JOBS].counts(),
                             "endpoints": sorted(request.app[CATALOGUE].endpoints)}
+    stuck = engine.stuck_workers()  # node threads still running work of jobs that ended (a stalled backend)
+    body["workers"] = {"stuck": len(stuck),
+                       "stuck_nodes": [{"node_type": s["node_type"], "stuck_s": s["stuck_s"]} for s in stuck]}
     if engine.models is not None:
         body["models"] = await asyncio.get_running_loop().run_in_executor(None, _model_health, engine.models)
     problems = request.app[CATALOGUE].problems

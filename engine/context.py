@@ -76,6 +76,15 @@ class NodeContext:
         """Raise :class:`engine.errors.Cancelled` if the job was cancelled; call it inside long loops."""
         self._cancel.raise_if_cancelled()
 
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run ``callback`` once if the job is cancelled (at once if it already was); returns the unregister function.
+
+        For blocking I/O: register what closes the stream, so a read blocked on a stalled server
+        returns when the job is cancelled or times out. The callback runs on the cancelling thread,
+        so it must be quick (shut a socket down, cancel a task). Unregister when the I/O is done.
+        """
+        return self._cancel.on_cancel(callback)
+
     @contextmanager
     def gpu(self) -> Iterator[None]:
         """Hold the engine-wide lock that serialises GPU work, giving up if the job is cancelled."""

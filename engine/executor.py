@@ -10,7 +10,6 @@ import time
 import uuid
 import weakref
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
@@ -18,12 +17,14 @@ from typing import Any, Callable, Iterable, Mapping
 from . import events as ev
 from .cache import Cache, MemoryCache, NullCache
 from .cancel import CancelToken
+from .collector import LARGE_GRAPH, quiet_gc
 from .compile import CompiledWorkflow, Step, canonical, compile_workflow, step_key
 from .context import NodeContext, RunInfo
-from .errors import Cancelled, InvalidWorkflow, NodeFailed, Problem
+from .errors import Cancelled, InvalidWorkflow, NodeFailed, Problem, redact_paths
 from .node import SEED_MAX
 from .paths import OutputFiles
 from .registry import Registry
+from .threads import NodeThreads
 from .workflow import Workflow
 
 Listener = Callable[[ev.Event], None]
@@ -31,6 +32,8 @@ Listener = Callable[[ev.Event], None]
 # Inline (cheap) nodes give the event loop a turn at least this often, so a long chain
 # never starves the gateway or delays a cancel request.
 _YIELD_EVERY_S = 0.005
+# The planning thread checks the cancel token every so many nodes.
+_CHECK_EVERY = 1024
 
 
 @dataclass(slots=True)
@@ -57,6 +60,10 @@ class Plan:
     seeds: dict[str, int]
     roots: set[str]
     outputs: dict[str, tuple[str, str]]  # result name -> (node, output)
+    # The run's counters, counted here (off the event loop for a large graph) and used up by the run:
+    waiting: dict[str, int] = field(default_factory=dict)  # node to run -> its sources still to run
+    uses: dict[str, int] = field(default_factory=dict)  # node -> nodes to run that read its outputs
+    ready: list[str] = field(default_factory=list)  # nodes to run that wait for nothing, in order
 
 
 class Engine:
@@ -73,7 +80,8 @@ class Engine:
         self.models = models
         self.files = OutputFiles(output_dir)
         self.log = log or logging.getLogger("flow.engine")
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="flow-node")
+        # Blocking node work; a thread stuck in work of an ended job is replaced, not waited for.
+        self._pool = NodeThreads(workers, log=self.log)
         self._gpu_lock = threading.Lock()
         self._compiled: "weakref.WeakKeyDictionary[Workflow, CompiledWorkflow]" = weakref.WeakKeyDictionary()
         self._listeners: list[Listener] = []
@@ -87,8 +95,12 @@ class Engine:
                    config=config)
 
     def close(self) -> None:
-        """Stop the worker threads (waits for running node work)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker threads (waits for running node work, not for threads stuck in work of ended jobs)."""
+        self._pool.close()
+
+    def stuck_workers(self) -> list[dict[str, Any]]:
+        """Threads still running node work of a job that has ended: job, node, node_type, stuck_s (for /health)."""
+        return self._pool.stuck_nodes()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Receive every event of every job; returns the function that unsubscribes."""
@@ -122,11 +134,9 @@ class Engine:
         Raises InvalidWorkflow before anything runs, NodeFailed when a node raises, and
         Cancelled when ``cancel`` is cancelled. Exactly one terminal event ends each run.
         """
-        compiled = self.compile(workflow)
-        filled = compiled.bind(params or {})
-        plan = self.plan(compiled, filled, outputs)
         job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
                    cancel or CancelToken(), self.log)
+        compiled, plan = await self._prepare(workflow, params or {}, outputs, job)
         job.info = RunInfo(job.id, workflow.doc, dict(params or {}), compiled.effective_params(params or {}),
                            plan.seeds, {nid: compiled.steps[nid].seed_input for nid in plan.seeds})
         started = time.perf_counter()
@@ -138,11 +148,14 @@ class Engine:
             raise
         except NodeFailed as exc:
             job.token.cancel(f"node {exc.node!r} failed")  # stop sibling branches that check it
-            job.emit(ev.JobFailed(job.id, error=exc.kind, message=str(exc), node=exc.node, node_type=exc.node_type))
+            job.emit(ev.JobFailed(job.id, error=exc.kind, message=redact_paths(str(exc)), node=exc.node,
+                                  node_type=exc.node_type))
             raise
         except BaseException as exc:
             job.token.cancel("the engine failed")
-            job.emit(ev.JobFailed(job.id, error="internal", message=f"internal error: {exc!r}"))
+            if isinstance(exc, Exception):  # not a task being cancelled
+                job.log.error("job %s: the engine failed", job.id, exc_info=exc)
+            job.emit(ev.JobFailed(job.id, error="internal", message="internal error; the server log has the details"))
             raise
         elapsed = time.perf_counter() - started
         job.emit(ev.JobFinished(job.id, elapsed=elapsed))
@@ -152,9 +165,42 @@ class Engine:
             executed=list(timings), cached=list(plan.hits), seeds=plan.seeds, timings=timings, elapsed=elapsed,
         )
 
+    async def _prepare(self, workflow: Workflow, params: dict[str, Any], outputs: Iterable[str] | None,
+                       job: "_Job") -> tuple[CompiledWorkflow, Plan]:
+        """Compile, bind and plan; a large graph in a thread (a 100k-node one takes seconds), and a
+        cancel stops waiting for it at once. A small one here: a few milliseconds, no thread hop."""
+
+        def prepare() -> tuple[CompiledWorkflow, Plan]:
+            compiled = self.compile(workflow)
+            return compiled, self.plan(compiled, compiled.bind(params), outputs, cancel=job.token)
+
+        def prepare_large() -> tuple[CompiledWorkflow, Plan]:
+            with quiet_gc():
+                return prepare()
+
+        try:
+            if len(workflow.nodes) <= LARGE_GRAPH:
+                return prepare()
+            work = asyncio.ensure_future(asyncio.to_thread(prepare_large))
+            cancelled = job.token.waiter()
+            try:
+                await asyncio.wait([work, cancelled], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                cancelled.cancel()
+                work.cancel()  # when cancelled: the result is dropped (the plan stops at its next check)
+            job.token.raise_if_cancelled()
+            return work.result()
+        except Cancelled as exc:
+            job.emit(ev.JobCancelled(job.id, reason=str(exc)))
+            raise
+
     def plan(self, compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]],
-             outputs: Iterable[str] | None = None) -> Plan:
-        """Prune to what the requested outputs need, draw seeds, key every node, consult the cache."""
+             outputs: Iterable[str] | None = None, *, cancel: CancelToken | None = None) -> Plan:
+        """Prune to what the requested outputs need, draw seeds, key every node, consult the cache.
+
+        Thread-safe (a large graph is planned off the event loop); raises Cancelled once ``cancel`` is.
+        """
+        check = cancel.raise_if_cancelled if cancel is not None else _nothing
         steps = compiled.steps
         wanted = compiled.wanted(outputs)
         roots = {node for node, _ in wanted.values()}
@@ -170,7 +216,9 @@ class Engine:
         dynamic: dict[str, dict[str, Any]] = {}
         seeds: dict[str, int] = {}
         keys: dict[str, bytes] = {}
-        for nid in order:
+        for i, nid in enumerate(order):
+            if not i % _CHECK_EVERY:
+                check()
             step = steps[nid]
             inputs = filled.get(nid)
             if step.seed_input is not None:
@@ -198,6 +246,8 @@ class Engine:
             if nid in seen:
                 continue
             seen.add(nid)
+            if not len(seen) % _CHECK_EVERY:
+                check()
             step = steps[nid]
             found = None if step.volatile else self.cache.get(keys[nid])
             if found is not None:
@@ -205,29 +255,38 @@ class Engine:
             else:
                 needed.add(nid)
                 stack.extend(step.sources)
+        # 4. The run's counters: what each node waits for, how many read each node's outputs.
+        order = [nid for nid in order if nid in needed]
+        waiting: dict[str, int] = {}
+        uses: dict[str, int] = {}
+        for nid in order:
+            sources = steps[nid].sources
+            waiting[nid] = sum(src in needed for src in sources)
+            for src in sources:
+                uses[src] = uses.get(src, 0) + 1
+        check()
         return Plan(
-            order=[nid for nid in order if nid in needed], hits=hits, keys=keys, dynamic=dynamic,
+            order=order, hits=hits, keys=keys, dynamic=dynamic,
             seeds={nid: s for nid, s in seeds.items() if nid in needed or nid in hits},
-            roots=roots, outputs=wanted,
+            roots=roots, outputs=wanted, waiting=waiting, uses=uses,
+            ready=[nid for nid in order if waiting[nid] == 0],
         )
 
     async def _execute(self, compiled: CompiledWorkflow, plan: Plan, job: "_Job"):
         """The core loop: start what is ready, collect what finished, release what is no longer needed."""
         steps, loop = compiled.steps, asyncio.get_running_loop()
         values: dict[str, dict[str, Any]] = dict(plan.hits)
+        last_yield = time.perf_counter()
         for nid in plan.hits:
             job.emit(ev.NodeCached(job.id, node=nid, node_type=steps[nid].cls.type))
-        to_run = set(plan.order)
-        waiting = {nid: sum(src in to_run for src in steps[nid].sources) for nid in plan.order}
-        uses: dict[str, int] = {}
-        for nid in plan.order:
-            for src in steps[nid].sources:
-                uses[src] = uses.get(src, 0) + 1
-        ready = deque(nid for nid in plan.order if waiting[nid] == 0)
+            if time.perf_counter() - last_yield > _YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                last_yield = time.perf_counter()
+        waiting, uses = plan.waiting, plan.uses  # counted by the plan, used up here (waiting: the nodes to run)
+        ready = deque(plan.ready)
         running: dict[asyncio.Future, tuple[str, float]] = {}
         timings: dict[str, float] = {}
         cancelled = job.token.waiter()
-        last_yield = time.perf_counter()
         try:
             while ready or running:
                 job.token.raise_if_cancelled()
@@ -240,7 +299,7 @@ class Engine:
                         running[outcome] = (nid, started)
                     else:
                         timings[nid] = self._finish(step, plan, outcome, started, values, uses, job)
-                        ready.extend(c for c in step.consumers if c in to_run and _ready(waiting, c))
+                        ready.extend(c for c in step.consumers if c in waiting and _ready(waiting, c))
                     if started - last_yield > _YIELD_EVERY_S:
                         await asyncio.sleep(0)
                         last_yield = time.perf_counter()
@@ -256,7 +315,7 @@ class Engine:
                     step = steps[nid]
                     outputs = _result(fut, step, job)
                     timings[nid] = self._finish(step, plan, outputs, started, values, uses, job)
-                    ready.extend(c for c in step.consumers if c in to_run and _ready(waiting, c))
+                    ready.extend(c for c in step.consumers if c in waiting and _ready(waiting, c))
             return values, timings
         finally:
             cancelled.cancel()
@@ -278,7 +337,8 @@ class Engine:
         if step.cls.is_async():
             return asyncio.ensure_future(step.run(ctx, **inputs))
         if step.cls.blocking:
-            return loop.run_in_executor(self._pool, lambda: step.run(ctx, **inputs))
+            return self._pool.run(loop, lambda: step.run(ctx, **inputs), job=job.id, node=step.id,
+                                  node_type=step.cls.type)
         try:
             outputs = step.run(ctx, **inputs)
         except Exception as exc:
@@ -299,6 +359,10 @@ class Engine:
         return elapsed
 
 
+def _nothing() -> None:
+    pass
+
+
 def _ready(waiting: dict[str, int], nid: str) -> bool:
     waiting[nid] -= 1
     return waiting[nid] == 0
@@ -317,7 +381,9 @@ def _result(fut: asyncio.Future, step: Step, job: "_Job") -> dict:
 def _failure(step: Step, exc: Exception, job: "_Job") -> Exception:
     if isinstance(exc, Cancelled):
         return exc
-    job.emit(ev.NodeFailed(job.id, node=step.id, node_type=step.cls.type, message=str(exc) or type(exc).__name__))
+    # events leave the process (WebSocket, SSE): server paths stay in the log
+    job.emit(ev.NodeFailed(job.id, node=step.id, node_type=step.cls.type,
+                           message=redact_paths(str(exc)) or type(exc).__name__))
     return NodeFailed(step.id, step.cls.type, exc)
 
 

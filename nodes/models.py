@@ -1,6 +1,7 @@
 """Model management as a node: pull a model so later nodes (or requests) find it locally."""
 
-from engine import TEXT, Input, Node, Output
+from engine import TEXT, Cancelled, Input, Node, Output
+from engine.errors import NotConfigured
 
 
 class Pull(Node):
@@ -21,13 +22,20 @@ class Pull(Node):
 
     def run(self, ctx, ref, variant):
         if ctx.models is None:
-            raise RuntimeError("no model manager is configured in this process")
+            raise NotConfigured("model.pull needs the model manager, and this engine was built without one; "
+                                "run it through `flow` or the gateway, which configure one")
         parsed = ctx.models.store.parse(ref)
 
         def progress(report):
             ctx.check_cancelled()  # raising here stops the download; the next pull resumes it
             ctx.progress(report.completed or 0, report.total, report.status)
 
-        folder = ctx.models.store.pull(parsed, variant=variant or None, progress=progress)
+        # on_cancel: a cancelled or timed-out job closes the pull's stream, even if the server went silent
+        try:
+            folder = ctx.models.store.pull(parsed, variant=variant or None, progress=progress,
+                                           on_cancel=ctx.on_cancel)
+        except Cancelled:
+            ctx.check_cancelled()  # the job's own reason (its time limit, a request), not the stream's
+            raise
         location = str(folder) if folder is not None else f"{parsed.name}:{parsed.revision or 'latest'}"
         return {"ref": str(parsed), "location": location}

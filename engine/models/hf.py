@@ -153,8 +153,12 @@ def pull(
     token: str | None = None,
     variant: str | None = None,
     progress: Callable[[PullProgress], None] | None = None,
+    timeouts: tuple[float, float],
 ) -> Path:
-    """Download what `ref` needs into the cache and return its snapshot folder; a re-run resumes."""
+    """Download what `ref` needs into the cache and return its snapshot folder; a re-run resumes.
+
+    `timeouts` (connect, read) bound every hub request that has no timeout of its own.
+    """
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
@@ -165,6 +169,7 @@ def pull(
     marker = _marker(cache, ref)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
+    _bound_hub_requests(*timeouts)
     try:
         # 1. Resolve the revision to a commit and list its files.
         say(PullProgress(text, "resolving revision"))
@@ -218,6 +223,31 @@ def pull(
     marker.unlink(missing_ok=True)
     say(PullProgress(text, "success"))
     return Path(folder)
+
+
+def _bound_hub_requests(connect: float, read: float) -> None:
+    """Give each request of the hub's shared client a connect and read timeout where the hub set none.
+
+    The hub times its downloads and metadata calls itself (HF_HUB_DOWNLOAD_TIMEOUT and
+    HF_HUB_ETAG_TIMEOUT, 10 s each; kept as they are), but lists a repository's files, ours and
+    inside snapshot_download, with no timeout at all: a hub that stalls there would hold the
+    worker thread for good. A request hook fills the gaps. It is set again on each pull, as the
+    hub replaces its client after a connection error.
+    """
+    from huggingface_hub import get_session
+
+    def bound(request) -> None:
+        timeout = dict(request.extensions.get("timeout") or {})
+        for part, seconds in (("connect", connect), ("read", read), ("write", read), ("pool", read)):
+            if timeout.get(part) is None:
+                timeout[part] = seconds
+        request.extensions = {**request.extensions, "timeout": timeout}
+
+    bound.flow_bounds = True
+    session = get_session()
+    hooks = session.event_hooks
+    others = [h for h in hooks["request"] if not getattr(h, "flow_bounds", False)]
+    session.event_hooks = {**hooks, "request": [*others, bound]}
 
 
 def _silent(**kwargs) -> _Progress:

@@ -92,10 +92,13 @@ class ModelManager:
     @classmethod
     def from_settings(cls, settings, *, hf_token: str | None = None) -> "ModelManager":
         """Build the manager and its store from :class:`engine.settings.Settings` (the face passes HF_TOKEN)."""
-        ollama = OllamaClient(settings.ollama_url) if settings.ollama_url else None
+        timeouts = (settings.backend_connect_timeout, settings.backend_read_timeout)
+        ollama = (OllamaClient(settings.ollama_url, connect_timeout=timeouts[0], read_timeout=timeouts[1])
+                  if settings.ollama_url else None)
         roots = [Path(p) for p in settings.model_roots.split(os.pathsep) if p]
         store = ModelStore(settings.models_dir, roots=roots, ollama=ollama, hf_endpoint=settings.hf_endpoint,
-                           hf_token=hf_token or settings.hf_token or None, pull_on_demand=settings.pull_on_demand)
+                           hf_token=hf_token or settings.hf_token or None, pull_on_demand=settings.pull_on_demand,
+                           timeouts=timeouts)
         return cls(store, device=settings.model_device or None, gpu_budget=settings.gpu_budget_bytes,
                    gpu_reserve=settings.gpu_reserve_bytes, cpu_budget=settings.cpu_budget_bytes, ollama=ollama)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..cancel import OnCancel
 from ..errors import FlowError, InvalidModelRef, ModelNotFound
 from . import hf
 from .ollama import OllamaClient, PullProgress
@@ -43,6 +44,7 @@ class ModelStore:
         hf_endpoint: str = hf.DEFAULT_ENDPOINT,
         hf_token: str | None = None,
         pull_on_demand: bool = False,
+        timeouts: tuple[float, float] = (10.0, 300.0),
     ):
         self.models_dir = Path(models_dir)
         self.hf_cache = self.models_dir / "hf"
@@ -52,6 +54,8 @@ class ModelStore:
         self.hf_endpoint = hf_endpoint
         self._hf_token = hf_token or None
         self.pull_on_demand = pull_on_demand
+        #: (connect, read) seconds for Hugging Face requests the hub leaves untimed (FLOW_BACKEND_*_TIMEOUT)
+        self.timeouts = timeouts
 
     def parse(self, text: object) -> ModelRef:
         """Validate a reference against this store's roots (see :func:`parse_ref`)."""
@@ -72,7 +76,8 @@ class ModelStore:
         log.info("pulling %s on first use (pull-on-demand is on)", ref)
         return self.pull(ref, progress=progress)
 
-    def ensure_ollama(self, ref: ModelRef | str, progress: Progress | None = None) -> str:
+    def ensure_ollama(self, ref: ModelRef | str, progress: Progress | None = None, *,
+                      on_cancel: OnCancel | None = None) -> str:
         """Make sure Ollama has `ref` (pulling it when pull-on-demand is on); return its `NAME:TAG`."""
         ref = ref if isinstance(ref, ModelRef) else self.parse(ref)
         if ref.source != "ollama":
@@ -82,19 +87,24 @@ class ModelStore:
         if not client.has(name):
             if not self.pull_on_demand:
                 raise ModelNotFound(str(ref), ref.pull_command(), "Ollama does not have it")
-            client.pull(name, progress)
+            client.pull(name, progress, on_cancel=on_cancel)
         return name
 
-    def pull(self, ref: ModelRef | str, *, variant: str | None = None, progress: Progress | None = None) -> Path | None:
-        """Fetch `ref` (hf into the cache, ollama through the server); resumable. Returns the hf folder."""
+    def pull(self, ref: ModelRef | str, *, variant: str | None = None, progress: Progress | None = None,
+             on_cancel: OnCancel | None = None) -> Path | None:
+        """Fetch `ref` (hf into the cache, ollama through the server); resumable. Returns the hf folder.
+
+        With ``on_cancel`` (``ctx.on_cancel`` in a node), cancelling the job closes an Ollama pull's
+        stream at once; a Hugging Face pull stops at its next progress report (``progress`` raises).
+        """
         ref = ref if isinstance(ref, ModelRef) else self.parse(ref)
         if ref.source == "local":
             raise InvalidModelRef(f"{ref} is a local folder; there is nothing to pull")
         if ref.source == "ollama":
-            self._ollama_client().pull(f"{ref.name}:{ref.revision or 'latest'}", progress)
+            self._ollama_client().pull(f"{ref.name}:{ref.revision or 'latest'}", progress, on_cancel=on_cancel)
             return None
         return hf.pull(self.hf_cache, ref, endpoint=self.hf_endpoint, token=self._hf_token,
-                       variant=variant, progress=progress)
+                       variant=variant, progress=progress, timeouts=self.timeouts)
 
     def list(self) -> list[LocalModel]:
         """Every model on this machine: hf snapshots, local folders, and Ollama's (when reachable)."""

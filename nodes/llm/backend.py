@@ -8,20 +8,24 @@ as a silent fallback.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from engine import FlowError, OutOfMemory
+from engine.errors import InvalidModelRef, NotConfigured
 from engine.models import OllamaUnavailable
 
 from .config import TextBackends
 
-#: an OpenAI-compatible server's model id (letters, digits and _.:/@-)
-_OPENAI_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@\-]{0,199}$")
+#: an OpenAI-compatible server's model id (letters, digits and _.:/@-; no ".." path tricks)
+_OPENAI_MODEL = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:/@\-]{0,199}$")
+
+T = TypeVar("T")
 
 
 class PrivacyRefused(FlowError):
@@ -112,7 +116,7 @@ def resolve(ctx, model: str, privacy: str, task: str = "chat") -> Backend:
     """The backend serving `model` ("" = the default for `task`), refused if privacy forbids it."""
     manager = ctx.models
     if manager is None:
-        raise FlowError("the text nodes need the model manager; build the engine with models=ModelManager(...)")
+        raise NotConfigured("the text nodes need the model manager; build the engine with models=ModelManager(...)")
     config = TextBackends.of(ctx)
     model = (model or "").strip() or config.default_model(task, manager.ollama is not None)
     if model.startswith("openai:"):
@@ -120,13 +124,14 @@ def resolve(ctx, model: str, privacy: str, task: str = "chat") -> Backend:
 
         name = model[len("openai:"):]
         if not _OPENAI_MODEL.match(name):
-            raise FlowError(f"model {model!r}: {name!r} is not a model name; write openai:MODEL, "
-                            "e.g. openai:gpt-4o-mini")
+            raise InvalidModelRef(f"model {model!r}: {name!r} is not a model name; write openai:MODEL, "
+                                  "e.g. openai:gpt-4o-mini")
         if not config.openai_base_url:
-            raise FlowError(f"model {model!r} needs an OpenAI-compatible server; set FLOW_OPENAI_BASE_URL "
-                            "(and FLOW_OPENAI_API_KEY)")
+            raise NotConfigured(f"model {model!r} needs an OpenAI-compatible server; set FLOW_OPENAI_BASE_URL "
+                                "(and FLOW_OPENAI_API_KEY), or name a local model")
         backend = OpenAIBackend(name, config.openai_base_url, config.openai_api_key,
-                                remote=not _is_loopback(config.openai_base_url))
+                                remote=not _is_loopback(config.openai_base_url),
+                                timeouts=(config.connect_timeout, config.read_timeout))
     else:
         ref = manager.store.parse(model)
         if ref.source == "ollama":
@@ -135,7 +140,8 @@ def resolve(ctx, model: str, privacy: str, task: str = "chat") -> Backend:
             if manager.ollama is None:
                 raise OllamaUnavailable(f"model {ref} is served by Ollama but no Ollama server is configured; "
                                         "set FLOW_OLLAMA_URL (e.g. http://127.0.0.1:11434) or name an hf: model")
-            backend = OllamaBackend(manager, ref, keep_alive=config.ollama_keep_alive)
+            backend = OllamaBackend(manager, ref, keep_alive=config.ollama_keep_alive,
+                                    timeouts=(config.connect_timeout, config.read_timeout))
         else:
             from .hf_backend import TransformersBackend
 
@@ -175,6 +181,35 @@ def _complete_on(ctx, backend: Backend, request: Request) -> Reply:
     reply.usage.setdefault("model", backend.ref)
     reply.usage.setdefault("backend", backend.name)
     return meter.finish(reply)
+
+
+def run_until_cancelled(ctx, call: Callable[[], Awaitable[T]]) -> T:
+    """Run an async client call in an event loop of this worker thread; cancelling the job cancels the call.
+
+    Cancelling the task makes the client close the HTTP stream it is reading, so the thread returns
+    at once, even from a server that stalled mid-stream (checking ``ctx.cancelled`` between chunks
+    alone would wait for a chunk that may never come).
+    """
+
+    async def main() -> T:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+        def cancel() -> None:  # runs on the cancelling thread
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop has closed: the call already ended
+
+        unregister = ctx.on_cancel(cancel)
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            ctx.check_cancelled()  # the job's Cancelled, with its reason
+            raise
+        finally:
+            unregister()
+
+    return asyncio.run(main())
 
 
 def _is_loopback(url: str) -> bool:

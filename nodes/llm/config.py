@@ -42,6 +42,10 @@ class TextBackends:
     fallback_model: str = ""
     #: keep_alive sent to Ollama ("" = its default)
     ollama_keep_alive: str = ""
+    #: seconds to wait for a backend server to accept a connection
+    connect_timeout: float = 10.0
+    #: seconds a backend server may stay silent mid-request (per read: a streaming generation never hits it)
+    read_timeout: float = 300.0
 
     def __post_init__(self):
         if self.privacy not in PRIVACY:
@@ -57,6 +61,8 @@ class TextBackends:
             text_model=settings.text_model,
             fallback_model=settings.text_fallback_model,
             ollama_keep_alive=settings.ollama_keep_alive,
+            connect_timeout=settings.backend_connect_timeout,
+            read_timeout=settings.backend_read_timeout,
         )
 
     @classmethod

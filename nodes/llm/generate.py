@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from urllib.parse import unquote
 
-from engine import JSON, TEXT, Input, Node, Output, Seed
+from engine import JSON, TEXT, Input, InvalidInput, Node, Output, Seed
 
 from .backend import Request, complete
 from .ports import (MAX_CHARS, blank_problems, build_messages, max_tokens_input, model_input, model_problems,
@@ -41,19 +42,16 @@ class Generate(Node):
     def check(cls, literals, given):
         yield from model_problems(literals)
         yield from blank_problems(literals, ("prompt",))
-        fmt = literals.get("format")
-        if isinstance(fmt, dict):
-            from jsonschema import Draft202012Validator
-            from jsonschema.exceptions import SchemaError
-
-            try:
-                Draft202012Validator.check_schema(fmt)
-            except SchemaError as exc:
-                yield "format", f"is not a valid JSON Schema: {exc.message}"
+        problem = format_problem(literals.get("format"))
+        if problem:
+            yield "format", problem
 
     def run(self, ctx, prompt, model, system, context, max_tokens, temperature, top_p, stop, seed, format,
             privacy):
         require_text(prompt=prompt)
+        problem = format_problem(format)  # a param or a link may bring what check() never saw
+        if problem:
+            raise InvalidInput("format", problem)
         request = Request(build_messages(system, context, prompt), max_tokens, temperature, top_p, tuple(stop), seed,
                           None if format == "text" else format)
         if request.format is None:
@@ -98,8 +96,8 @@ class Chat(Node):
                 yield "messages", f"the last message must be the user's, got {messages[-1].get('role')!r}"
 
     def run(self, ctx, messages, model, system, max_tokens, temperature, top_p, seed, privacy):
-        if messages[-1]["role"] != "user":
-            raise ValueError(f"the last message must be the user's, got {messages[-1]['role']!r}")
+        if messages[-1]["role"] != "user":  # the shape itself was checked as the run passed it in
+            raise InvalidInput("messages", f"the last message must be the user's, got {messages[-1]['role']!r}")
         prefix = [{"role": "system", "content": system}] if system.strip() else []
         request = Request([*prefix, *messages], max_tokens, temperature, top_p, (), seed)
         reply = complete(ctx, model, privacy, request)
@@ -142,6 +140,53 @@ class Edit(Node):
         if text.endswith("\n"):
             edited += "\n"
         return {"text": edited, "diff": unified_diff(text, edited), "usage": reply.usage}
+
+
+def format_problem(fmt) -> str | None:
+    """What is wrong with a `format` that is meant as a JSON Schema, or None."""
+    if not isinstance(fmt, dict):
+        return None
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(fmt)
+    except SchemaError as exc:
+        return f"is not a valid JSON Schema: {exc.message}"
+    return _reference_problem(fmt)
+
+
+def _reference_problem(schema: dict) -> str | None:
+    """A `$ref` that leaves the schema or points nowhere (check_schema lets both pass; validating would raise)."""
+    anchors, refs, stack = set(), [], [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                    refs.append(value)
+                elif key in ("$anchor", "$dynamicAnchor") and isinstance(value, str):
+                    anchors.add(value)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    for ref in refs:
+        if not ref.startswith("#"):
+            return f"$ref {ref!r} leaves the schema; only references inside it (#/$defs/NAME) are allowed"
+        if ref.startswith("#/") or ref == "#":
+            target = schema
+            for part in ref[2:].split("/") if ref != "#" else ():
+                part = unquote(part).replace("~1", "/").replace("~0", "~")
+                if isinstance(target, dict) and part in target:
+                    target = target[part]
+                elif isinstance(target, list) and part.isascii() and part.isdigit() and len(part) < 10 \
+                        and int(part) < len(target):
+                    target = target[int(part)]
+                else:
+                    return f"$ref {ref!r} points to nothing in the schema"
+        elif ref[1:] not in anchors:
+            return f"$ref {ref!r} names no $anchor in the schema"
+    return None
 
 
 def unified_diff(before: str, after: str) -> str:

@@ -15,6 +15,7 @@ import time
 from typing import Callable
 
 from engine import Cancelled, FlowError
+from engine.errors import InvalidInput
 
 from .backend import Reply, Request
 
@@ -51,8 +52,8 @@ class TransformersBackend:
         def work(bundle):
             model, tokenizer = bundle
             if not getattr(tokenizer, "chat_template", None):
-                raise FlowError(f"model {self.ref} has no chat template; use an instruct/chat model "
-                                "(e.g. hf:Qwen/Qwen2.5-0.5B-Instruct)")
+                raise InvalidInput("model", f"{self.ref} has no chat template; use an instruct/chat model "
+                                            "(e.g. hf:Qwen/Qwen2.5-0.5B-Instruct)")
             encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                     return_dict=True)
             with ctx.gpu():
@@ -67,8 +68,9 @@ class TransformersBackend:
         text_config = getattr(model.config, "text_config", None) or model.config  # vision models nest it
         limit = getattr(text_config, "max_position_embeddings", None)
         if limit and prompt_tokens + request.max_tokens > limit:
-            raise FlowError(f"the prompt ({prompt_tokens} tokens) plus max_tokens ({request.max_tokens}) exceeds the "
-                            f"context of {self.ref} ({limit} tokens); shorten the input or lower max_tokens")
+            raise InvalidInput("max_tokens", f"the prompt ({prompt_tokens} tokens) plus max_tokens "
+                                             f"({request.max_tokens}) exceeds the context of {self.ref} "
+                                             f"({limit} tokens); shorten the input or lower max_tokens")
         encoded = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in encoded.items()}
         streamer = _streamer(tokenizer, on_text)
         kwargs = dict(max_new_tokens=request.max_tokens, streamer=streamer,
@@ -108,7 +110,12 @@ class TransformersBackend:
         def work(bundle):
             model, processor = bundle
             prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-            encoded = processor(images=images, text=prompt, return_tensors="pt")
+            try:
+                encoded = processor(images=images, text=prompt, return_tensors="pt")
+            except ValueError as exc:  # e.g. an image smaller than the processor's patch size
+                sizes = ", ".join(f"{i.width}x{i.height}" for i in images)
+                raise InvalidInput("image", f"{self.ref} cannot read a {sizes} image ({exc}); give a larger "
+                                            "image") from exc
             encoded = {k: v.to(model.dtype) if v.is_floating_point() else v for k, v in encoded.items()}
             with ctx.gpu():
                 return self._generate(ctx, model, processor, encoded, request, on_text)
@@ -170,8 +177,8 @@ def _loader(kind: str, device: str):
                 if companion.pad_token is None:
                     companion.pad_token = companion.eos_token
         except (OSError, ValueError, KeyError) as exc:
-            raise FlowError(f"cannot load {path} as a {kind} model: {str(exc).splitlines()[0]}; check the "
-                            "reference names a transformers model of that kind") from exc
+            raise InvalidInput("model", f"cannot load {path.name} as a {kind} model: {str(exc).splitlines()[0]}; "
+                                        "check the reference names a transformers model of that kind") from exc
         return model.eval(), companion
 
     return load

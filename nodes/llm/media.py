@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
 import tempfile
 from pathlib import Path
 
-from engine import IMAGE, INT, JSON, TEXT, FlowError, Input, Node, Output, Seed
+from engine import IMAGE, INT, JSON, TEXT, FlowError, Input, InvalidInput, Node, Output, Seed
 from engine.paths import OutputFiles
 
 from .backend import Request, complete, resolve
@@ -44,6 +45,10 @@ class Embed(Node):
         vectors = backend.embed(ctx, texts)
         if len(vectors) != len(texts):
             raise FlowError(f"{backend.ref} returned {len(vectors)} vectors for {len(texts)} texts")
+        for index, vector in enumerate(vectors):
+            if not all(map(math.isfinite, vector)):  # NaN cannot leave as JSON: a broken model, said plainly
+                raise FlowError(f"{backend.ref} returned NaN or Infinity in the vector of text {index}; the model "
+                                "is broken or not an embedding model; name another one")
         return {"vectors": vectors, "dimensions": len(vectors[0]) if vectors else 0}
 
 
@@ -79,7 +84,7 @@ def png_bytes(image) -> bytes:
     if isinstance(image, (bytes, bytearray)):
         if bytes(image[:8]) == _PNG or bytes(image[:3]) == _JPEG:
             return bytes(image)
-        raise FlowError("input 'image' holds bytes that are neither PNG nor JPEG")
+        raise InvalidInput("image", "bytes that are neither PNG nor JPEG; give a PNG or JPEG image")
     pil = image.to_pil() if callable(getattr(image, "to_pil", None)) else image
     if hasattr(pil, "save") and hasattr(pil, "mode") and hasattr(pil, "size"):
         buffer = io.BytesIO()
@@ -90,4 +95,4 @@ def png_bytes(image) -> bytes:
         with tempfile.TemporaryDirectory(prefix="flow-describe-") as scratch:
             path = Path(image.to_host().write_file(OutputFiles(scratch), "image"))
             return path.read_bytes()
-    raise FlowError(f"input 'image' is a {type(image).__name__}, not an image; link it to a node's IMAGE output")
+    raise InvalidInput("image", f"a {type(image).__name__}, not an image; link it to a node's IMAGE output")

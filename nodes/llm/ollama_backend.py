@@ -1,7 +1,9 @@
 """The Ollama backend: the official `ollama` client (asynchronous) against the configured server.
 
 The nodes are blocking work (a worker thread of the engine); each call runs the async client in
-an event loop of its own there, so the engine's loop never waits on Ollama.
+an event loop of its own there, so the engine's loop never waits on Ollama. Every request has a
+connect and a per-read timeout, and cancelling the job cancels the call, which closes its stream:
+a server that stalls mid-stream never holds the thread.
 
 Before a request it takes part in the model manager's coordination of the card: a model Ollama
 does not hold yet gets room made for it (idle torch models are offloaded, `ModelManager.free`),
@@ -13,14 +15,13 @@ connection failures become named errors that say what to do.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Callable
 
 from engine import FlowError, ModelNotFound
-from engine.errors import PullFailed
+from engine.errors import InvalidInput, PullFailed
 from engine.models import OllamaUnavailable
 
-from .backend import Reply, Request
+from .backend import Reply, Request, run_until_cancelled
 
 NS = 1e9
 
@@ -31,21 +32,23 @@ class OllamaBackend:
     name = "ollama"
     remote = False
 
-    def __init__(self, manager, ref, *, keep_alive: str = ""):
+    def __init__(self, manager, ref, *, timeouts: tuple[float, float], keep_alive: str = ""):
         self.manager = manager
         self.model_ref = ref
         self.ref = str(ref)
         self.tag = f"{ref.name}:{ref.revision or 'latest'}"
         self.url = manager.ollama.url
         self.keep_alive = _keep_alive(keep_alive)
+        #: (connect, read) seconds; read is per read, so a generation that keeps streaming never hits it
+        self.timeouts = timeouts
 
     def complete(self, ctx, request: Request, on_text: Callable[..., None]) -> Reply:
         """`/api/chat`, streamed (NDJSON) for free text, whole for structured output."""
-        return asyncio.run(self._complete(ctx, request, on_text))
+        return run_until_cancelled(ctx, lambda: self._complete(ctx, request, on_text))
 
     def embed(self, ctx, texts: list[str]) -> list[list[float]]:
         """`/api/embed`: one vector per text."""
-        return asyncio.run(self._embed(ctx, texts))
+        return run_until_cancelled(ctx, lambda: self._embed(ctx, texts))
 
     # -- steps (an event loop of their own, in the node's worker thread) ----------------------
 
@@ -68,9 +71,11 @@ class OllamaBackend:
         return [list(map(float, v)) for v in answer.embeddings]
 
     def _client(self):
+        import httpx
         import ollama
 
-        return ollama.AsyncClient(host=self.url)
+        connect, read = self.timeouts
+        return ollama.AsyncClient(host=self.url, timeout=httpx.Timeout(read, connect=connect))
 
     async def _prepare(self, ctx, client, vision: bool = False) -> None:
         """Make sure Ollama has the model (pull on demand) and the card has room for it."""
@@ -88,8 +93,8 @@ class OllamaBackend:
             shown = await client.show(self.tag)
             caps = list(shown.capabilities or [])
             if caps and "vision" not in caps:
-                raise FlowError(f"model {self.ref} cannot read images (it offers: {', '.join(caps)}); use a vision "
-                                "model such as ollama:qwen2.5vl:3b or ollama:llava")
+                raise InvalidInput("model", f"{self.ref} cannot read images (it offers: {', '.join(caps)}); use a "
+                                            "vision model such as ollama:qwen2.5vl:3b or ollama:llava")
 
     async def _pull_or_refuse(self, ctx, client) -> None:
         if not self.manager.store.pull_on_demand:
@@ -165,6 +170,13 @@ class OllamaBackend:
             if exc.status_code in (429, 503):
                 return FlowError(f"Ollama is busy ({exc.status_code}: {exc.error}); retry in a moment")
             return FlowError(f"Ollama answered {exc.status_code} for {self.tag}: {exc.error}")
+        if isinstance(exc, httpx.ConnectTimeout):
+            return OllamaUnavailable(f"the Ollama server at {self.url} did not accept a connection within "
+                                     f"{self.timeouts[0]:g} s; check that it runs and FLOW_OLLAMA_URL")
+        if isinstance(exc, httpx.TimeoutException):
+            return OllamaUnavailable(f"the Ollama server at {self.url} sent nothing for {self.timeouts[1]:g} s while "
+                                     f"serving {self.tag}; check `ollama ps` and the server's log, or raise "
+                                     "FLOW_BACKEND_READ_TIMEOUT if loading the model takes longer")
         if isinstance(exc, (ConnectionError, httpx.TransportError)):
             return OllamaUnavailable(f"the Ollama server at {self.url} did not answer ({type(exc).__name__}: "
                                      f"{exc}); start it (`ollama serve`) or fix FLOW_OLLAMA_URL")

@@ -3,19 +3,22 @@
 Uses the official `openai` client against the configured base URL and key. Free text streams
 (server-sent events) into progress; structured output asks for `response_format` (a JSON Schema,
 or a JSON object) and is read whole. Client errors become named errors that say what to do.
+Every request has a connect and a per-read timeout, and cancelling the job cancels the call,
+which closes its stream: a server that stalls mid-stream never holds the worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Callable
 
 from engine import FlowError, ModelNotFound
 
-from .backend import Reply, Request
+from .backend import Reply, Request, run_until_cancelled
 
-TIMEOUT_S = 600.0
+#: one retry of a failed connection or a 429/5xx answer (the client's default is 2); a retry waits
+#: at most another timeout, and cancelling the job ends it as well
+MAX_RETRIES = 1
 
 
 class OpenAIBackend:
@@ -23,21 +26,23 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, model: str, base_url: str, api_key: str, *, remote: bool):
+    def __init__(self, model: str, base_url: str, api_key: str, *, remote: bool, timeouts: tuple[float, float]):
         self.model = model
         self.ref = f"openai:{model}"
         self.base_url = base_url
         self.api_key = api_key
         #: False only for a server on this machine's loopback (requests do not leave it)
         self.remote = remote
+        #: (connect, read) seconds; read is per read, so a generation that keeps streaming never hits it
+        self.timeouts = timeouts
 
     def complete(self, ctx, request: Request, on_text: Callable[..., None]) -> Reply:
         """One chat completion; streamed for free text."""
-        return asyncio.run(self._complete(ctx, request, on_text))
+        return run_until_cancelled(ctx, lambda: self._complete(ctx, request, on_text))
 
     def embed(self, ctx, texts: list[str]) -> list[list[float]]:
         """`/v1/embeddings`, in the order of the texts."""
-        return asyncio.run(self._embed(ctx, texts))
+        return run_until_cancelled(ctx, lambda: self._embed(ctx, texts))
 
     # -- steps (an event loop of their own, in the node's worker thread) ----------------------
 
@@ -76,9 +81,10 @@ class OpenAIBackend:
     def _client(self):
         import openai
 
+        connect, read = self.timeouts
         # A local server may need no key, but the client insists on one.
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "none", timeout=TIMEOUT_S,
-                                  max_retries=1)
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "none",
+                                  timeout=openai.Timeout(read, connect=connect), max_retries=MAX_RETRIES)
 
     async def _stream(self, ctx, client, kwargs: dict, on_text) -> Reply:
         parts, usage, reason = [], None, None
@@ -112,6 +118,10 @@ class OpenAIBackend:
             raise FlowError(f"{where} is rate-limiting ({_api_message(exc)}); retry later") from exc
         if isinstance(exc, openai.APIStatusError):
             raise FlowError(f"{where} answered {exc.status_code} for {self.model}: {_api_message(exc)}") from exc
+        if isinstance(exc, openai.APITimeoutError):
+            connect, read = self.timeouts
+            raise FlowError(f"{where} timed out on {self.model} (allowed: {connect:g} s to connect, {read:g} s "
+                            "between reads); retry, or raise FLOW_BACKEND_READ_TIMEOUT if it needs longer") from exc
         if isinstance(exc, openai.APIConnectionError):
             raise FlowError(f"{where} did not answer ({exc}); check FLOW_OPENAI_BASE_URL") from exc
         raise exc

@@ -6,7 +6,8 @@ import json
 import re
 from typing import Any
 
-from engine import FLOAT, INT, JSON, TEXT, FlowError, Input, Output
+from engine import FLOAT, INT, JSON, TEXT, FlowError, Input, InvalidInput, Output
+from engine.node import json_problem
 
 from .backend import _OPENAI_MODEL, Reply, Request, complete
 from .config import DEFAULTS
@@ -95,7 +96,7 @@ def require_text(**texts: str) -> None:
     """Refuse an empty or whitespace-only text that arrived by link (literals are checked earlier)."""
     for name, value in texts.items():
         if not value.strip():
-            raise ValueError(f"input {name!r} is empty; give the model some text")
+            raise InvalidInput(name, "empty or only whitespace; give the model some text")
 
 
 def build_messages(system: str, context: Any, prompt: str) -> list[dict]:
@@ -112,11 +113,16 @@ def parse_answer(text: str, schema: dict | None) -> tuple[Any, str | None]:
     body = text.strip()
     if body.startswith("```"):  # some models fence their JSON even when asked not to
         body = body.strip("`").removeprefix("json").strip()
+    shown = body if len(body) <= 80 else body[:77] + "..."
     try:
         value = json.loads(body)
-    except ValueError as exc:
-        shown = body if len(body) <= 80 else body[:77] + "..."
+    except json.JSONDecodeError as exc:
         return None, f"the answer is not JSON ({exc.msg} at character {exc.pos}): {shown!r}"
+    except (ValueError, RecursionError) as exc:  # a number of over 4300 digits, nesting too deep to read
+        return None, f"the answer is not JSON that can be read ({type(exc).__name__}: {exc}): {shown!r}"
+    unfit = json_problem(value)  # NaN, Infinity (1e400 reads as that), absurd nesting: no output may hold them
+    if unfit is not None:
+        return None, f"the answer is not JSON that can be used ({unfit}): {shown!r}"
     if schema is not None:
         from jsonschema import Draft202012Validator
 
