@@ -47,15 +47,35 @@ class Problem:
 
 
 class InvalidWorkflow(FlowError):
-    """The workflow or its params are invalid; carries every problem found, not just the first."""
+    """The workflow or its params are invalid; carries every problem found, not just the first.
+
+    ``problems`` holds them all (the CLI lists them all). The message and :meth:`to_json` (every
+    error body and job record) carry the first :attr:`SHOWN` and the total ``count``: a graph of
+    100k broken nodes gives a readable error, not a body of many megabytes.
+    """
 
     kind = "invalid_workflow"
+    SHOWN = 100  # problems a message or an error body carries
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], count: int | None = None):
         self.problems = list(problems)
-        count = len(self.problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in the workflow"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+        # ``count``: the total when ``problems`` is itself a capped list (a client re-raising a server's error).
+        self.count = max(count or 0, len(self.problems))
+        head = f"{self.count} problem{'s' if self.count != 1 else ''} in the workflow"
+        lines = [f"  {p}" for p in self.shown]
+        if self.count > len(lines):
+            lines.append(f"  ... and {self.count - len(lines)} more")
+        super().__init__(head + ":\n" + "\n".join(lines))
+
+    @property
+    def shown(self) -> list[Problem]:
+        """The problems an error body carries: the first :attr:`SHOWN`."""
+        return self.problems[:self.SHOWN]
+
+    def to_json(self) -> dict:
+        """The error as bodies and job records carry it: type, message, the first problems, their total count."""
+        return {"type": self.kind, "message": str(self), "problems": [p.to_json() for p in self.shown],
+                "count": self.count}
 
 
 class NodeFailed(FlowError):
@@ -143,6 +163,6 @@ def redact_paths(message: str) -> str:
 
 
 class NotConfigured(FlowError):
-    """This process lacks something a node needs (a model manager, a server URL): the operator's fix, not the caller's."""
+    """This process lacks what a node needs (a model manager, a server URL): the operator's fix, not the caller's."""
 
     kind = "not_configured"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import sys
 from typing import Any, ClassVar, Iterable
 
-from .types import INT, ValueType
+from .errors import InvalidInput
+from .types import FLOAT, INT, ValueType
 
 # Marks "no default given" inside Input only; it never leaves this module (see Input.required).
 _NO_DEFAULT = object()
@@ -52,9 +55,18 @@ class Input:
         return schema
 
     def literal_problems(self, value: Any) -> list[str]:
-        """Messages saying how ``value`` breaks this input's schema (empty when it fits)."""
+        """Messages saying how ``value`` breaks this input's schema (empty when it fits).
+
+        Besides the JSON Schema: what :func:`json_problem` refuses (NaN, Infinity, lone surrogates,
+        nesting deeper than MAX_DEPTH), and an integer too large for a FLOAT input.
+        """
         if self.schema is None:
             return [f"{self.type.value} inputs take a link to a node output, not a literal value"]
+        unfit = json_problem(value) if type(value) in _WALKED else None
+        if unfit is not None:
+            return [unfit]
+        if self.type is FLOAT and type(value) is int and abs(value) > _FLOAT_MAX:
+            return [f"{_shown(value)} is too large for a number (at most about 1.8e308)"]
         memo_key = _memo_key(value)
         if memo_key is not None:
             found = self._memo.get(memo_key)
@@ -70,6 +82,28 @@ class Input:
                 self._memo.clear()
             self._memo[memo_key] = messages
         return messages
+
+    @property
+    def checked_at_run(self) -> bool:
+        """True when a value must be checked again as a run hands it to the node (see :meth:`accept`).
+
+        Links only promise a value's type: an INT output may be 500 where this input wants a
+        multiple of 8, a JSON output may be anything. Unconstrained scalar inputs need no check.
+        """
+        return self.schema is not None and (self.type is INT or bool(self.constraints))
+
+    def accept(self, name: str, value: Any) -> Any:
+        """``value`` as the node receives it as input ``name``; raises InvalidInput when it breaks the schema.
+
+        An integral float given to an INT input (``2.0``, which JSON Schema calls an integer)
+        becomes the int ``2``, so that every INT input is an int; ``2.5`` was refused before the run.
+        """
+        if self.type is INT and type(value) is float and value.is_integer():
+            value = int(value)
+        problems = self.literal_problems(value) if self.constraints or self.type is not INT else ()
+        if problems or (self.type is INT and not _is_int_or_none(value)):
+            raise InvalidInput(name, "; ".join(problems) or f"expected an integer, got {_shown(value)}")
+        return value
 
     def describe(self) -> dict:
         """The catalogue entry for this input (``/nodes``, forms, OpenAPI, ``--help``)."""
@@ -184,6 +218,87 @@ class Node:
         return entry
 
 
+#: deepest nesting of arrays and objects a JSON literal may have (the engine and encoders recurse per level)
+MAX_DEPTH = 100
+_FLOAT_MAX = sys.float_info.max
+
+
+def json_problem(value: Any) -> str | None:
+    """What makes ``value`` unfit to travel as JSON, as a message; None when it is fit.
+
+    NaN and Infinity (Python's JSON reader accepts them, no JSON writer may emit them), text
+    with a lone UTF-16 surrogate (``"\\ud800"`` is valid JSON but no UTF-8 encoder takes it) and
+    nesting deeper than :data:`MAX_DEPTH`. An explicit stack, so a deep value cannot exhaust
+    recursion here; where the problem sits is worked out only once one is found.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _encodable(item):
+                return _located(value, item, _surrogate_message(item))
+        elif kind is float:
+            if not math.isfinite(item):
+                name = "NaN" if item != item else ("-Infinity" if item < 0 else "Infinity")
+                return _located(value, item, f"{name} is not a JSON number (numbers beyond ±1.8e308 read as "
+                                             "Infinity); give a finite number")
+        elif kind is dict or kind is list or kind is tuple:
+            if depth >= MAX_DEPTH:
+                return f"arrays and objects are nested more than {MAX_DEPTH} levels deep; flatten the value"
+            if kind is dict:
+                stack.extend((key, depth) for key in item if type(key) is str and not key.isascii())
+                children = item.values()
+            else:
+                children = item
+            stack.extend((child, depth + 1) for child in children if type(child) in _WALKED)
+    return None
+
+
+_WALKED = frozenset({str, float, dict, list, tuple})
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate_message(text: str) -> str:
+    at = next(i for i, char in enumerate(text) if "\ud800" <= char <= "\udfff")
+    return (f"text holds a lone surrogate \\u{ord(text[at]):04x} at character {at}, which is not valid Unicode; "
+            "send the character itself (or a complete surrogate pair)")
+
+
+def _located(value: Any, target: Any, message: str) -> str:
+    """``message`` prefixed with where ``target`` (the very object) sits inside ``value``."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if item is target:
+            return f"{where}: {message}" if where else message
+        if type(item) is dict:
+            for key, child in item.items():
+                if key is target:
+                    return f"{where} (a key): {message}" if where else f"a key: {message}"
+                stack.append((child, f"{where}[{json.dumps(key)}]"))
+        elif type(item) is list or type(item) is tuple:
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+    return message
+
+
+def _is_int_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short repr of ``value`` for messages (long strings and numbers are cut)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}…{text[-10:]} ({len(text)} characters)"
+
+
 def _memo_key(value: Any) -> tuple | None:
     """A hashable key for small scalar literals (validation results are memoised on it)."""
     if value is None or isinstance(value, (bool, int, float)):
@@ -194,6 +309,11 @@ def _memo_key(value: Any) -> tuple | None:
 
 
 def _explain(err) -> str:
-    """A jsonschema error as a sentence: where in the value, and what is wrong."""
+    """A jsonschema error as a sentence: where in the value, and what is wrong (long values cut short)."""
     where = "".join(f"[{json.dumps(p)}]" for p in err.absolute_path)
-    return f"{where}: {err.message}" if where else err.message
+    message = err.message
+    if isinstance(err.instance, (str, int)) and not isinstance(err.instance, bool):
+        full = repr(err.instance)
+        if len(full) > 60 and full in message:
+            message = message.replace(full, _shown(err.instance))
+    return f"{where}: {message}" if where else message

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .node import Node
 
@@ -16,7 +17,12 @@ class RegistryError(Exception):
 
 
 class Registry:
-    """Maps namespaced type ids to node classes; refuses duplicates and malformed declarations."""
+    """Maps namespaced type ids to node classes; refuses duplicates and malformed declarations.
+
+    It also hands out the `run` that executes each type: the node's own, behind a check of the
+    input values a run passes (see :func:`_checked_run`), so a node never sees ``2.0`` for an
+    INT input, nor a linked value its declared constraints refuse.
+    """
 
     __slots__ = ("_classes", "_instances")
 
@@ -31,7 +37,7 @@ class Registry:
                 )
             self._classes[cls.type] = cls
         # Nodes are stateless; one instance per class serves every run.
-        self._instances = {type_id: cls() for type_id, cls in self._classes.items()}
+        self._instances = {type_id: _instance(cls) for type_id, cls in self._classes.items()}
 
     def get(self, type_id: str) -> type[Node] | None:
         """The class registered under ``type_id``, or None."""
@@ -53,6 +59,45 @@ class Registry:
     def describe(self) -> dict[str, dict]:
         """The catalogue of every node type (what ``flow nodes --json`` and ``/nodes`` serve)."""
         return {type_id: cls.describe() for type_id, cls in sorted(self._classes.items())}
+
+
+def _instance(cls: type[Node]) -> Node:
+    """The shared instance of ``cls``, its `run` behind the input check where the class needs one."""
+    node = cls()
+    checked = _checked_run(cls, node.run)
+    if checked is not node.run:
+        node.run = checked  # an instance attribute: the class itself is left as declared
+    return node
+
+
+def _checked_run(cls: type[Node], run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` with its inputs passed through `Input.accept` first (INT values as ints, constraints checked).
+
+    Literals were validated before the run; links and params are only type-checked, so this is
+    where a linked 500 for a multiple-of-8 width, or a linked non-list for a list input, becomes
+    InvalidInput naming the input (the executor wraps it in NodeFailed). Only inputs that need
+    it are visited: a class without INT or constrained inputs keeps its plain `run`.
+    """
+    specs = {name: spec for name, spec in cls.inputs.items() if spec.checked_at_run}
+    extra = cls.variadic if cls.variadic is not None and cls.variadic.checked_at_run else None
+    if not specs and extra is None:
+        return run
+    declared = cls.inputs
+
+    def accept(inputs: dict[str, Any]) -> dict[str, Any]:
+        for name, value in inputs.items():
+            spec = specs.get(name) if name in declared else extra
+            if spec is not None:
+                inputs[name] = spec.accept(name, value)
+        return inputs
+
+    if cls.is_async():
+        async def checked(ctx, **inputs):
+            return await run(ctx, **accept(inputs))
+    else:
+        def checked(ctx, **inputs):
+            return run(ctx, **accept(inputs))
+    return functools.wraps(run)(checked)
 
 
 def _where(cls: type) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import InvalidWorkflow, Problem
+from .node import json_problem
 
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
 
@@ -50,7 +51,7 @@ class Workflow:
     __slots__ = ("doc", "name", "description", "endpoint", "nodes", "params", "outputs", "source", "__weakref__")
 
     def __init__(self, doc: dict, source: str | None = None):
-        problems = schema_problems(doc)
+        problems = schema_problems(doc) or _unfit_text_problems(doc)
         if problems:
             raise InvalidWorkflow(problems)
         self.doc = doc
@@ -82,13 +83,16 @@ class Workflow:
     @classmethod
     def loads(cls, text: str, source: str | None = None) -> "Workflow":
         """Parse JSON text."""
+        where = f"{source}: " if source else ""
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            where = f"{source}: " if source else ""
             raise InvalidWorkflow(
                 [Problem(f"{where}not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
             ) from exc
+        except RecursionError as exc:  # the reader recurses per level of nesting
+            raise InvalidWorkflow([Problem(f"{where}arrays and objects are nested too deeply to read; "
+                                           "flatten the document")]) from exc
         return cls(doc, source)
 
     @classmethod
@@ -104,6 +108,29 @@ class Workflow:
     def to_dict(self) -> dict:
         """The document as given (JSON-ready)."""
         return self.doc
+
+
+def _unfit_text_problems(doc: dict) -> list[Problem]:
+    """NaN, Infinity, lone surrogates or absurd nesting in the free-form parts of a schema-valid document.
+
+    Node inputs and param defaults are checked against their inputs' specs when compiled (with
+    the node and input named); what is checked here travels with the document (job store, files
+    that embed it) and must stay encodable JSON as well.
+    """
+    problems = []
+    for field in ("name", "description"):
+        message = json_problem(doc.get(field))
+        if message:
+            problems.append(Problem(f"{field}: {message}"))
+    for nid, body in doc["nodes"].items():
+        message = json_problem(body.get("meta"))
+        if message:
+            problems.append(Problem(f"meta: {message}", node=nid))
+    for name, body in doc.get("params", {}).items():
+        message = json_problem(body["description"])
+        if message:
+            problems.append(Problem(f"description: {message}", param=name))
+    return problems
 
 
 def _node(nid: str, body: dict) -> NodeDecl:

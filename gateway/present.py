@@ -20,7 +20,7 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 STATUS = {"invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "invalid_input": 422,
           "unauthorized": 401, "forbidden": 403, "privacy_refused": 403, "unsafe_path": 404, "not_found": 404,
           "model_not_found": 404, "conflict": 409, "too_large": 413, "unsupported_media_type": 415,
-          "queue_full": 429, "node_failed": 500, "out_of_memory": 503, "ollama_unavailable": 503,
+          "queue_full": 429, "node_failed": 500, "out_of_memory": 503, "ollama_unavailable": 503, "not_configured": 503,
           "backend_unavailable": 503, "cancelled": 409}
 
 

@@ -1,8 +1,13 @@
 """JSON nodes that need no model: pick a field, save to the output folder."""
 
 import json
+import re
 
-from engine import INT, JSON, TEXT, Input, Node, Output
+from engine import INT, JSON, TEXT, Input, InvalidInput, Node, Output
+
+
+# An array index: ASCII digits only ("²".isdigit() is true, int() refuses it), short enough for int().
+_INDEX = re.compile(r"-?[0-9]{1,18}")
 
 
 def _walk(value, path: str):
@@ -13,7 +18,7 @@ def _walk(value, path: str):
         walked.append(part)
         if isinstance(current, dict) and part in current:
             current = current[part]
-        elif isinstance(current, list) and part.lstrip("-").isdigit() and -len(current) <= int(part) < len(current):
+        elif isinstance(current, list) and _INDEX.fullmatch(part) and -len(current) <= int(part) < len(current):
             current = current[int(part)]
         else:
             raise KeyError(".".join(walked))
@@ -41,8 +46,8 @@ class Get(Node):
             found = _walk(value, path)
         except KeyError as exc:
             if default is None:
-                raise KeyError(f"path {path!r} not found (missing at {exc.args[0]!r}); "
-                               "give `default` to allow a missing field") from None
+                raise InvalidInput("path", f"path {path!r} not found in the value (missing at {exc.args[0]!r}); "
+                                           "fix the path, or give `default` to allow a missing field") from None
             found = default
         text = found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
         return {"value": found, "text": text}

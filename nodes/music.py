@@ -6,7 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from engine import AUDIO, FLOAT, INT, JSON, TEXT, FlowError, Input, Node, Output, Seed
+from engine import AUDIO, FLOAT, INT, JSON, TEXT, Input, InvalidInput, Node, Output, Seed
+from engine.errors import NotConfigured
 
 from .avmedia import AUDIO_FORMATS, LOAD_LOCK, Audio
 
@@ -73,8 +74,8 @@ class Save(Node):
 
 def _manager(ctx):
     if ctx.models is None:
-        raise FlowError(f"{ctx.node_type} needs the model manager, but this engine has none; "
-                        "run it through `flow` or the gateway, which configure one")
+        raise NotConfigured(f"{ctx.node_type} needs the model manager, but this engine has none; "
+                            "run it through `flow` or the gateway, which configure one")
     return ctx.models
 
 
@@ -86,8 +87,8 @@ def _load(path: Path, dtype_name: str):
     config = path / "config.json"
     kind = json.loads(config.read_text()).get("model_type") if config.is_file() else None
     if kind not in _MUSICGEN_TYPES:
-        raise FlowError(f"{path.name} is not a MusicGen model (model_type {kind!r}); "
-                        f"use a MusicGen checkpoint such as {DEFAULT_MODEL}")
+        raise InvalidInput("model", f"{path.name} is not a MusicGen model (model_type {kind!r}); "
+                                    f"use a MusicGen checkpoint such as {DEFAULT_MODEL}")
     with LOAD_LOCK:
         net = MusicgenForConditionalGeneration.from_pretrained(path, dtype=getattr(torch, dtype_name),
                                                                use_safetensors=True)
@@ -106,8 +107,8 @@ def _generate(ctx, net, processor, device, prompt, duration, guidance, temperatu
     tokens = max(1, round(duration * frame_rate)) + codebooks - 1
     limit = net.decoder.config.max_position_embeddings
     if tokens > limit:
-        raise FlowError(f"{ctx.node_type}: duration {duration} s needs {tokens} tokens but this model "
-                        f"holds at most {limit}; ask for at most {(limit - codebooks + 1) / frame_rate:.0f} s")
+        raise InvalidInput("duration", f"{duration} s needs {tokens} tokens but this model holds at most "
+                                       f"{limit}; ask for at most {(limit - codebooks + 1) / frame_rate:.0f} s")
 
     class Progress(StoppingCriteria):
         """Reports each generated token and stops the job promptly when it is cancelled."""

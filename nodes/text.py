@@ -3,7 +3,7 @@
 import json
 import re
 
-from engine import JSON, TEXT, Input, Node, Output
+from engine import JSON, TEXT, Input, InvalidInput, Node, Output
 
 # {name} is a placeholder; {{ and }} are literal braces. Deliberately not str.format, whose
 # {a.attr} and {a[0]} syntax would let a template reach into Python objects.
@@ -48,9 +48,11 @@ class Template(Node):
             if token in ("{{", "}}"):
                 return token[0]
             if name is None:
-                raise ValueError(f"unmatched brace at character {match.start()} of the template")
+                raise InvalidInput("template", f"unmatched brace at character {match.start()}; write {{{{ or }}}} "
+                                               "for a literal brace")
             if name not in values:
-                raise ValueError(f"placeholder {{{name}}} has no input named {name!r}")
+                raise InvalidInput("template", f"placeholder {{{name}}} has no input named {name!r}; add one to "
+                                               "the node")
             value = values[name]
             return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine import AUDIO, FLOAT, INT, JSON, TEXT, VIDEO, FlowError, Input, Node, Output, Seed
+from engine import AUDIO, FLOAT, INT, JSON, TEXT, VIDEO, Input, InvalidInput, Node, Output, Seed
+from engine.errors import NotConfigured
 
 from .avmedia import LOAD_LOCK, VIDEO_FORMATS, Audio, Video
 
@@ -39,8 +40,8 @@ class Generate(Node):
 
     def run(self, ctx, prompt, negative_prompt, frames, fps, width, height, steps, guidance, seed, model):
         if ctx.models is None:
-            raise FlowError(f"{self.type} needs the model manager, but this engine has none; "
-                            "run it through `flow` or the gateway, which configure one")
+            raise NotConfigured(f"{self.type} needs the model manager, but this engine has none; "
+                                "run it through `flow` or the gateway, which configure one")
         device = ctx.models.device
         dtype_name = "float32" if device == "cpu" else "float16"  # RDNA2 has no fast bf16
 
@@ -117,8 +118,9 @@ def _load(path: Path, dtype_name: str):
     index = path / "model_index.json"
     kind = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
     if kind not in PIPELINES:
-        raise FlowError(f"{path.name} is not a text-to-video pipeline ({kind or 'no model_index.json'}); "
-                        f"use one of {', '.join(PIPELINES)}, e.g. {DEFAULT_MODEL}")
+        raise InvalidInput("model", f"{path.name} is not a text-to-video pipeline "
+                                    f"({kind or 'no model_index.json'}); use one of {', '.join(PIPELINES)}, "
+                                    f"e.g. {DEFAULT_MODEL}")
     dtype = getattr(torch, dtype_name)
     extra = {}
     with LOAD_LOCK:
@@ -141,17 +143,18 @@ def _check_shape(ctx, pipe, frames: int, width: int, height: int) -> None:
         step = pipe.vae_scale_factor_temporal
         if (frames - 1) % step:
             below = (frames - 1) // step * step + 1
-            raise FlowError(f"{where}: frames must be {step}k+1, got {frames}; use {below} or {below + step}")
+            raise InvalidInput("frames", f"{where}: frames must be {step}k+1, got {frames}; use {below} or {below + step}")
         multiple = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
     else:
         limit = getattr(getattr(pipe, "unet", None), "config", {}).get("motion_max_seq_length")
         if limit and frames > limit:
-            raise FlowError(f"{where}: this motion module makes at most {limit} frames, got {frames}")
+            raise InvalidInput("frames", f"{where}: this motion module makes at most {limit} frames, got {frames}; "
+                                         f"use {limit} or fewer")
         multiple = pipe.vae_scale_factor
     for label, value in (("width", width), ("height", height)):
         if value % multiple:
-            raise FlowError(f"{where}: {label} must be a multiple of {multiple}, got {value}; "
-                            f"use {value // multiple * multiple or multiple}")
+            raise InvalidInput(label, f"{where}: {label} must be a multiple of {multiple}, got {value}; "
+                                      f"use {value // multiple * multiple or multiple}")
 
 
 def _tile_vae(ctx, pipe) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import FLOAT, IMAGE, INT, MASK, TEXT, FlowError, Input, Node, Output, Seed
+from engine import FLOAT, IMAGE, INT, MASK, TEXT, Input, InvalidInput, Node, Output, Seed
 
 from .pipes import DEFAULT_MODEL, SCHEDULERS, diffuse, lease_and_run
 from .values import Images, recipe_of
@@ -85,15 +85,14 @@ class Edit(Node):
         mode = literals.get("mode", "auto")
         if mode != "instruct" and isinstance(steps, int) and isinstance(strength, (int, float)) \
                 and 0 < strength and int(steps * strength) < 1:
-            yield "strength", (f"steps x strength must reach 1 denoising step, got {steps} x {strength}; "
-                               "raise steps or strength")
+            yield "strength", _too_few_steps(steps, strength)
         if mode == "inpaint" and "mask" not in given:
             yield "mask", "mode 'inpaint' needs a mask; link a MASK (e.g. image.load's mask output)"
 
     def run(self, ctx, image, prompt, mask, mode, strength, image_guidance, negative_prompt, steps, guidance,
             scheduler, seed, model):
         if image is None:
-            raise FlowError("input 'image' is empty; give an image to edit")
+            raise InvalidInput("image", "no image was given; give an image to edit")
         pictures, mask_picture = _prepared(image, mask)
         width, height = pictures[0].size
         n = len(pictures)
@@ -103,6 +102,8 @@ class Edit(Node):
 
         def work(pipes):
             task = _task(mode, mask_picture is not None, pipes, model)
+            if task != "instruct" and int(steps * strength) < 1:  # params skip check(): the run checks again
+                raise InvalidInput("strength", _too_few_steps(steps, strength))
             args = dict(call)
             if task == "instruct":
                 args["image_guidance_scale"] = image_guidance
@@ -127,14 +128,18 @@ class Edit(Node):
         return {"image": Images(tuple(results), tuple(params), tuple(recipes))}
 
 
+def _too_few_steps(steps: int, strength: float) -> str:
+    return f"steps x strength must reach 1 denoising step, got {steps} x {strength}; raise steps or strength"
+
+
 def _task(mode: str, has_mask: bool, pipes, model: str) -> str:
     """The diffusers task for an edit: the explicit mode, or what the inputs and the model suggest."""
     if mode == "auto":
         mode = "inpaint" if has_mask else "instruct" if pipes.is_instruct() else "img2img"
     if mode == "inpaint" and not has_mask:
-        raise FlowError("input 'mask' is missing: mode 'inpaint' needs a mask")
+        raise InvalidInput("mask", "missing: mode 'inpaint' needs a mask; give one, or use mode 'auto'")
     if mode != "inpaint" and has_mask:
-        raise FlowError(f"input 'mask' is only used for inpainting, and mode is {mode!r}; remove it or use 'auto'")
+        raise InvalidInput("mask", f"only used for inpainting, and mode is {mode!r}; remove it or use 'auto'")
     pipes.check_task(mode, model)
     return mode
 
@@ -143,11 +148,11 @@ def _prepared(image: Images, mask) -> tuple[list, object]:
     """The input images with sides rounded down to multiples of 8, and the mask checked against them."""
     width, height = image.size
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        raise FlowError(f"input 'image' is {width}x{height}; each side must be {MIN_SIDE}-{MAX_SIDE} pixels, "
-                        "resize it first")
+        raise InvalidInput("image", f"{width}x{height}, but each side must be {MIN_SIDE}-{MAX_SIDE} pixels; "
+                                    "resize it first")
     if mask is not None and mask.size != image.size:
-        raise FlowError(f"input 'mask' is {mask.size[0]}x{mask.size[1]} but input 'image' is {width}x{height}; "
-                        "give a mask of the image's size")
+        raise InvalidInput("mask", f"{mask.size[0]}x{mask.size[1]}, but input 'image' is {width}x{height}; "
+                                   "give a mask of the image's size")
     target = (width - width % 8, height - height % 8)
     pictures = list(image.images)
     mask_picture = None if mask is None else mask.image

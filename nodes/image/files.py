@@ -7,7 +7,7 @@ import binascii
 import io
 import re
 
-from engine import BOOL, IMAGE, INT, JSON, MASK, TEXT, FlowError, Input, Node, Output
+from engine import BOOL, IMAGE, INT, JSON, MASK, TEXT, FlowError, Input, InvalidInput, Node, Output
 from engine.paths import safe_join
 
 from .values import FORMATS, Images, Mask, recipe_of
@@ -57,16 +57,14 @@ class Load(Node):
 
     def run(self, ctx, path, data, mask_from, optional):
         if path and data:
-            raise FlowError("inputs 'path' and 'data' are both given; give one of them")
+            raise InvalidInput("data", "both 'path' and 'data' are given; give one of them")
         if not path and not data:
             if optional:
                 return {"image": None, "mask": None, "width": 0, "height": 0}
-            raise FlowError("neither input 'path' nor input 'data' is given; give a file or base64 image data")
+            raise InvalidInput("data", "no image given: set 'data' (base64 or a data URL) or 'path' (a file in "
+                                       "the input folder)")
         if path:
-            file = safe_join(ctx.files.root, path)
-            if not file.is_file():
-                raise FlowError(f"input 'path': no file {path!r} in the input folder {str(ctx.files.root)!r}")
-            raw, which, source = file.read_bytes(), "path", {"path": path}
+            raw, which, source = _read(ctx.files.root, path), "path", {"path": path}
         else:
             raw, which, source = _decode_base64(data), "data", {"data": data}
         picture, mask_picture = _open(raw, which, mask_from)
@@ -79,17 +77,36 @@ class Load(Node):
         return {"image": image_value, "mask": mask_value, "width": width, "height": height}
 
 
+def _read(root, path: str) -> bytes:
+    """The bytes of the file ``path`` under the input folder, with errors that say what to give instead."""
+    file = safe_join(root, path)  # UnsafePath (refused as not found) for '..', absolute paths, symlinks out
+    shown = path if len(path) <= 80 else f"{path[:60]}…{path[-10:]}"
+    try:
+        if file.is_dir():
+            raise InvalidInput("path", f"{shown!r} is a folder; give an image file in the input folder")
+        if not file.is_file():
+            raise InvalidInput("path", f"no file {shown!r} in the input folder; give the path of an image "
+                                       "file there, relative to it")
+        return file.read_bytes()
+    except OSError as exc:  # a name too long, a file that vanished or cannot be read
+        raise InvalidInput("path", f"cannot read {shown!r} ({exc.strerror or type(exc).__name__}); give the "
+                                   "path of an image file in the input folder") from exc
+
+
 def _decode_base64(data: str) -> bytes:
     text = data.strip()
     match = _DATA_URL.match(text)
     if match:
         text = text[match.end():]
     elif text.startswith("data:"):
-        raise FlowError("input 'data' is a data URL but not a base64 image one; write data:image/png;base64,...")
+        raise InvalidInput("data", "a data URL but not a base64 image one; write data:image/png;base64,...")
     try:
-        return base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+        raw = base64.b64decode(re.sub(r"\s+", "", text), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise FlowError(f"input 'data' is not valid base64 ({exc}); give base64 or a data URL") from exc
+        raise InvalidInput("data", f"not valid base64 ({exc}); give base64 or a data URL") from exc
+    if not raw:
+        raise InvalidInput("data", "holds no bytes; give a base64 PNG, JPEG or WebP image")
+    return raw
 
 
 def _open(raw: bytes, which: str, mask_from: str):
@@ -100,11 +117,13 @@ def _open(raw: bytes, which: str, mask_from: str):
         with Image.open(io.BytesIO(raw)) as opened:
             width, height = opened.size
             if width * height > MAX_PIXELS:
-                raise FlowError(f"input {which!r} is {width}x{height}, more than {MAX_PIXELS} pixels; resize it first")
+                raise InvalidInput(which, f"{width}x{height} is more than {MAX_PIXELS} pixels; resize it first")
             opened.load()
             picture = ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise FlowError(f"input {which!r} is not a readable image ({exc}); give a PNG, JPEG or WebP image") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidInput(which, "not a readable image (an unknown format); give a PNG, JPEG or WebP image") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(which, f"not a readable image ({exc}); give a PNG, JPEG or WebP image") from exc
     has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
     if mask_from == "auto" and has_alpha:
         # Transparent = repaint, the convention of image edit APIs.
@@ -135,6 +154,6 @@ class Save(Node):
 
     def run(self, ctx, images, prefix, format, quality, embed, metadata):
         if images is None:
-            raise FlowError("input 'images' is empty; nothing to save")
+            raise InvalidInput("images", "no image (an optional image.load got none); nothing to save")
         paths = images.write_files(ctx.files, prefix, format, quality, extra=metadata, embed=embed)
         return {"paths": [str(p) for p in paths], "path": str(paths[0])}

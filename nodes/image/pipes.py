@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import FlowError
+from engine import InvalidInput
+from engine.errors import NotConfigured
 
 #: the manager's cache key for this loader (reference + variant): image nodes share one load
 VARIANT = "image"
@@ -103,14 +104,14 @@ class Pipelines:
         channels = self.unet_channels
         if task == "instruct":
             if not self.is_instruct():
-                raise FlowError(f"model {model!r} is not an InstructPix2Pix model; use e.g. "
-                                "hf:timbrooks/instruct-pix2pix for instructions, or mode img2img or inpaint")
+                raise InvalidInput("model", f"{model!r} is not an InstructPix2Pix model; use e.g. hf:timbrooks/"
+                                            "instruct-pix2pix for instructions, or mode img2img or inpaint")
         elif self.is_instruct() or channels == 8:
-            raise FlowError(f"model {model!r} is an InstructPix2Pix model and cannot do {task}; use image.edit "
-                            "with an instruction as the prompt (mode auto or instruct)")
+            raise InvalidInput("model", f"{model!r} is an InstructPix2Pix model and cannot do {task}; use "
+                                        "image.edit with an instruction as the prompt (mode auto or instruct)")
         elif channels == 9 and task != "inpaint":
-            raise FlowError(f"model {model!r} is an inpainting model and cannot do {task}; give image.edit a mask, "
-                            "or use a text-to-image model")
+            raise InvalidInput("model", f"{model!r} is an inpainting model and cannot do {task}; give image.edit "
+                                        "a mask, or use a text-to-image model")
 
 
 def loader(device: str) -> Callable[[Path], Pipelines]:
@@ -124,8 +125,10 @@ def loader(device: str) -> Callable[[Path], Pipelines]:
         try:
             base = DiffusionPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True,
                                                      variant=_variant(folder, device))
-        except (OSError, ValueError) as exc:
-            raise FlowError(f"cannot load a diffusers pipeline from {folder}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # not a diffusers model (or not one in safetensors)
+            raise InvalidInput("model", f"{folder.name} cannot be loaded as a diffusers pipeline ({exc}); name "
+                                        "a diffusers model with safetensors weights, e.g. hf:stabilityai/sd-turbo"
+                               ) from exc
         return Pipelines(base)
 
     return load
@@ -169,6 +172,7 @@ def diffuse(ctx, pipes: Pipelines, task: str, scheduler: str, seeds: list[int], 
 def lease_and_run(ctx, model: str, work: Callable[[Pipelines], Any]) -> Any:
     """Run `work(pipes)` on the model through the manager's out-of-memory ladder, holding the GPU lock."""
     if ctx.models is None:
-        raise FlowError(f"{ctx.node_type} needs the model manager, and this engine was built without one")
+        raise NotConfigured(f"{ctx.node_type} needs the model manager, and this engine was built without one; "
+                            "run it through `flow` or the gateway, which configure one")
     with ctx.gpu():
         return ctx.models.run(model, loader(ctx.models.device), work, variant=VARIANT)

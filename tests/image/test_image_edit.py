@@ -103,7 +103,7 @@ def test_edit_rounds_sides_down_to_multiples_of_8(image_engine):
 
 
 @pytest.mark.parametrize(("doc", "words"), [
-    (lambda: edit_doc(source(), mask=box_mask(size=(64, 32))), "input 'mask' is 64x32 but input 'image' is 64x64"),
+    (lambda: edit_doc(source(), mask=box_mask(size=(64, 32))), "input 'mask': 64x32, but input 'image' is 64x64"),
     (lambda: edit_doc(source(), mode="instruct"), "not an InstructPix2Pix model"),
     (lambda: edit_doc(source(), model=INPAINT), "inpainting model"),
     (lambda: edit_doc(source(), mode="img2img", mask=box_mask()), "only used for inpainting"),
@@ -122,12 +122,12 @@ def test_edit_too_few_denoising_steps_are_refused_before_running(image_engine):
 
 
 @pytest.mark.parametrize(("inputs", "words"), [
-    ({"data": base64.b64encode(b"not an image at all").decode()}, "input 'data' is not a readable image"),
-    ({"data": "%%% not base64"}, "input 'data' is not valid base64"),
+    ({"data": base64.b64encode(b"not an image at all").decode()}, "input 'data': not a readable image"),
+    ({"data": "%%% not base64"}, "input 'data': not valid base64"),
     ({"data": "data:text/plain;base64,aGk="}, "not a base64 image one"),
     ({"path": "missing.png"}, "no file 'missing.png'"),
     ({"path": "../outside.png"}, "leaves the folder"),
-    ({}, "neither input 'path' nor input 'data'"),
+    ({}, "input 'data': no image given"),
 ])
 def test_load_bad_sources_fail_with_the_input_named(image_engine, inputs, words):
     doc = {"nodes": {"load": {"type": "image.load", "inputs": inputs}},
