@@ -145,28 +145,42 @@ def _variant(folder: Path, device: str) -> str | None:
 
 
 def diffuse(ctx, pipes: Pipelines, task: str, scheduler: str, seeds: list[int], **call) -> list:
-    """Run one task pipeline; one generator per image, progress per step, cancellation between steps."""
+    """Run one task pipeline; one image at a time, progress per step, cancellation between steps.
+
+    A batch runs as one pipeline call per image, not one batched call: batched kernels are not
+    bit-identical to single ones on every device, and image i must come out the same when it is
+    made alone with seed + i (that is how a saved file is re-run).
+    """
     import torch
 
     pipe = pipes.for_task(task, scheduler)
-    # CPU generators: the same seed gives the same starting noise on every device.
-    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+    count, done_before = len(seeds), [0]
 
     def on_step_end(pipeline, step: int, timestep, tensors: dict) -> dict:
-        ctx.progress(step + 1, getattr(pipeline, "num_timesteps", None), "denoising")
+        per_image = getattr(pipeline, "num_timesteps", None)
+        total = per_image * count if per_image else None
+        ctx.progress(done_before[0] + step + 1, total, "denoising")
         ctx.check_cancelled()
         return {}
 
+    images = []
     try:
-        with torch.inference_mode():
-            result = pipe(generator=generators, num_images_per_prompt=1, callback_on_step_end=on_step_end,
-                          output_type="pil", **call)
+        for i, seed in enumerate(seeds):
+            # this image's share of the per-image lists (prompts, source images)
+            one = {k: v[i:i + 1] if isinstance(v, list) and len(v) == count else v for k, v in call.items()}
+            # a CPU generator: the same seed gives the same starting noise on every device
+            generator = torch.Generator("cpu").manual_seed(seed)
+            with torch.inference_mode():
+                result = pipe(generator=[generator], num_images_per_prompt=1, callback_on_step_end=on_step_end,
+                              output_type="pil", **one)
+            images += [image.convert("RGB") for image in result.images]
+            done_before[0] += getattr(pipe, "num_timesteps", 0) or 0
     finally:
         # A derived pipeline does not own the offload hooks; the base puts every component back in RAM.
         free = getattr(pipes.base, "maybe_free_model_hooks", None)
         if free is not None and getattr(pipes.base, "_all_hooks", None):
             free()
-    return [image.convert("RGB") for image in result.images]
+    return images
 
 
 def lease_and_run(ctx, model: str, work: Callable[[Pipelines], Any]) -> Any:
