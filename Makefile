@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+
+# The gateway fuzz of the test suite, long: a real `flow serve` fuzzed from its own /openapi.json
+# until at least FUZZ_REQUESTS requests; prints requests, statuses by class, failures by check and
+# the time taken; every distinct failure, with its reproduction, goes to outputs/fuzz_findings.md.
+FUZZ_REQUESTS ?= 10000
+FUZZ_EXAMPLES ?= 150
+fuzz: $(STAMP)
+	mkdir -p outputs
+	FLOW_FUZZ_REQUESTS=$(FUZZ_REQUESTS) FLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FLOW_FUZZ_FINDINGS=outputs/fuzz_findings.md \
+		$(BIN)/python -m pytest tests/gateway/test_fuzz.py -q -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -20,14 +20,14 @@ from aiohttp import WSMsgType, web
 from engine import Engine, FlowError, Problem, Workflow
 from engine.catalogue import Catalogue, Endpoint
 from engine.errors import ModelNotFound, redact_paths
-from engine.jobs import JobQueue, QueueFull
+from engine.jobs import JobQueue, QueueFull, terminal_event
 from engine.jobstore import STATES, JobRecord, JobStore
 from engine.openapi import build_openapi
 from engine.paths import UnsafePath, servable_file
 from engine.settings import Settings
 from gateway.metrics import Metrics
 from gateway.parse import InvalidRequest, json_body, loads, query_choice, query_int, query_number, wants_async
-from gateway.present import STATUS, Presenter, dumps, job_status
+from gateway.present import Presenter, dumps, job_status
 from gateway.security import Policy, cors_middleware, guard_middleware, security_headers
 
 VERSION = "0.1.0"
@@ -80,7 +80,7 @@ async def errors_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except FlowError as exc:
-        status = STATUS.get(exc.kind, 500)
+        status = exc.status if 400 <= exc.status < 600 else 500
         extra = {}
         if isinstance(exc, ModelNotFound):
             extra["pull_command"] = exc.pull_command
@@ -205,7 +205,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await _sse(response, "job.state", request.app[PRESENTER].job_json(record))
         if record.terminal:
-            await _sse(response, _terminal_kind(record), {"job_id": job_id, "state": record.state})
+            event = terminal_event(record)  # the same event a live listener got
+            await _sse(response, event.kind, event.to_json())
             return response
         while True:
             try:
@@ -221,10 +222,6 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         jobs.unsubscribe(subscription)
-
-
-def _terminal_kind(record: JobRecord) -> str:
-    return {"finished": "job.finished", "cancelled": "job.cancelled"}.get(record.state, "job.failed")
 
 
 async def _sse(response: web.StreamResponse, kind: str, data: dict) -> None:

@@ -11,6 +11,8 @@ class FlowError(Exception):
 
     #: short machine-readable kind, used by the faces (JSON `error.type`)
     kind = "error"
+    #: the HTTP status the gateway answers it with (declared here, once, for every error)
+    status = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class InvalidWorkflow(FlowError):
     """
 
     kind = "invalid_workflow"
+    status = 400
     SHOWN = 100  # problems a message or an error body carries
 
     def __init__(self, problems: list[Problem], count: int | None = None):
@@ -82,11 +85,13 @@ class NodeFailed(FlowError):
     """A node raised while running; names the node, its type and the cause."""
 
     kind = "node_failed"
+    status = 500
 
     def __init__(self, node: str, node_type: str, cause: BaseException):
         self.node = node
         self.node_type = node_type
         self.cause = cause
+        self.status = getattr(cause, "status", 500)  # a node that failed on purpose answers its cause's status
         detail = str(cause) or type(cause).__name__
         super().__init__(f"node {node!r} ({node_type}) failed: {detail}")
 
@@ -95,6 +100,7 @@ class Cancelled(FlowError):
     """The job was cancelled; raised between nodes and inside long node loops."""
 
     kind = "cancelled"
+    status = 409
 
     def __init__(self, message: str = "the job was cancelled"):
         super().__init__(message)
@@ -104,6 +110,7 @@ class ModelNotFound(FlowError):
     """A model reference names nothing on disk; the message carries the command that pulls it."""
 
     kind = "model_not_found"
+    status = 404
 
     def __init__(self, ref: str, pull_command: str | None = None, detail: str = ""):
         self.ref = ref
@@ -118,18 +125,21 @@ class InvalidModelRef(FlowError):
     """A model reference that is malformed or points outside the allowed roots."""
 
     kind = "invalid_model_ref"
+    status = 400
 
 
 class OutOfMemory(FlowError):
     """A model's work did not fit even after freeing memory and lower-memory modes."""
 
     kind = "out_of_memory"
+    status = 503
 
 
 class PullFailed(FlowError):
     """Fetching a model failed part-way; running the same pull again resumes it."""
 
     kind = "pull_failed"
+    status = 503
 
     def __init__(self, ref: str, reason: str):
         self.ref = ref
@@ -145,6 +155,7 @@ class InvalidInput(FlowError):
     """
 
     kind = "invalid_input"
+    status = 422
 
     def __init__(self, input: str, message: str):
         self.input = input
@@ -166,3 +177,134 @@ class NotConfigured(FlowError):
     """This process lacks what a node needs (a model manager, a server URL): the operator's fix, not the caller's."""
 
     kind = "not_configured"
+    status = 503
+
+
+# -- backends: servers and libraries flow calls ---------------------------------------------------
+
+class BackendUnavailable(FlowError):
+    """A backend (Ollama, an OpenAI-compatible server, a model hub) did not answer, or is busy: retry later."""
+
+    kind = "backend_unavailable"
+    status = 503
+
+
+class OllamaUnavailable(BackendUnavailable):
+    """The Ollama server did not answer (not running, wrong URL)."""
+
+    kind = "ollama_unavailable"
+
+
+class BackendFailed(FlowError):
+    """A backend answered, but with an error or an answer flow cannot use (the upstream's fault, not the caller's)."""
+
+    kind = "backend_failed"
+    status = 502
+
+
+class PrivacyRefused(FlowError):
+    """A request would leave this machine while privacy is strict."""
+
+    kind = "privacy_refused"
+    status = 403
+
+
+class MediaFileError(FlowError):
+    """Writing or reading an audio or video file failed (encoder error, unsupported format)."""
+
+    kind = "media_file"
+    status = 500
+
+
+class UnsafePath(FlowError):
+    """A path that would leave its root folder (``..``, absolute, a symlink pointing out), or is not servable."""
+
+    kind = "unsafe_path"
+    status = 404
+
+
+# -- the job queue --------------------------------------------------------------------------------
+
+class QueueFull(FlowError):
+    """Too many jobs wait already; the caller should retry after ``retry_after`` seconds."""
+
+    kind = "queue_full"
+    status = 429
+
+    def __init__(self, limit: int, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"the queue is full ({limit} jobs wait); retry in about {retry_after} s")
+
+
+class JobNotFound(FlowError):
+    """No job has this id."""
+
+    kind = "not_found"
+    status = 404
+
+    def __init__(self, job_id: str):
+        super().__init__(f"no job {job_id[:100]!r}; `GET /jobs` lists them")
+
+
+class JobEnded(FlowError):
+    """The job already ended, so it cannot be cancelled."""
+
+    kind = "conflict"
+    status = 409
+
+
+# -- requests (raised by the gateway before anything runs) ----------------------------------------
+
+class InvalidRequest(FlowError):
+    """The request itself is malformed (not JSON, wrong shape, bad query value)."""
+
+    kind = "invalid_request"
+    status = 400
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class Unauthorized(FlowError):
+    """The API token is missing or wrong."""
+
+    kind = "unauthorized"
+    status = 401
+
+
+class Forbidden(FlowError):
+    """The request came from somewhere this server does not answer (a foreign Host or Origin)."""
+
+    kind = "forbidden"
+    status = 403
+
+
+class TooLarge(FlowError):
+    """The request body is larger than the server takes."""
+
+    kind = "too_large"
+    status = 413
+
+
+class UnsupportedMediaType(FlowError):
+    """The body's Content-Type is not one the route takes."""
+
+    kind = "unsupported_media_type"
+    status = 415
+
+
+def named_errors() -> dict[str, type[FlowError]]:
+    """Every error kind flow declares, with its class (the one error table)."""
+    found, stack = {}, [FlowError]
+    while stack:
+        cls = stack.pop()
+        found.setdefault(cls.kind, cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def status_of(kind: str | None, default: int = 500) -> int:
+    """The HTTP status of an error kind (as job records store it); ``default`` for a kind nobody declared."""
+    cls = named_errors().get(kind or "")
+    return cls.status if cls is not None else default

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import events as ev
 from .cache import Cache, MemoryCache, NullCache
 from .cancel import CancelToken
-from .collector import LARGE_GRAPH, quiet_gc
+from .large import LARGE_GRAPH, quiet_gc
 from .compile import CompiledWorkflow, Step, canonical, compile_workflow, step_key
 from .context import NodeContext, RunInfo
 from .errors import Cancelled, InvalidWorkflow, NodeFailed, Problem, redact_paths
@@ -332,7 +332,7 @@ class Engine:
             inputs[name] = values[src][out]
         job.emit(ev.NodeStarted(job.id, node=step.id, node_type=step.cls.type))
         ctx = NodeContext(job.id, step.id, step.cls.type, self.models, self.files,
-                          self.log.getChild(step.id), job.token, job.progress_reporter(step, loop),
+                          _NodeLog(self.log, {"node": step.id}), job.token, job.progress_reporter(step, loop),
                           self._gpu_lock, job.info, self.config)
         if step.cls.is_async():
             return asyncio.ensure_future(step.run(ctx, **inputs))
@@ -361,6 +361,17 @@ class Engine:
 
 def _nothing() -> None:
     pass
+
+
+class _NodeLog(logging.LoggerAdapter):
+    """The engine's logger as one node sees it: each message names the node.
+
+    Not ``log.getChild(node)``: that registers a logger per node id for the life of the process
+    (100k of them for a 100k-node graph, and more with every new id).
+    """
+
+    def process(self, msg, kwargs):
+        return f"node {self.extra['node']!r}: {msg}", kwargs
 
 
 def _ready(waiting: dict[str, int], nid: str) -> bool:

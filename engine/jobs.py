@@ -12,35 +12,19 @@ from typing import Any, Callable
 
 from . import events as ev
 from .cancel import CancelToken
-from .errors import Cancelled, FlowError, InvalidInput, InvalidWorkflow, NodeFailed, redact_paths
+from . import large
+from .large import LARGE_GRAPH, quiet_gc, settle_gc
+from .errors import (Cancelled, FlowError, InvalidInput, InvalidWorkflow, JobEnded, JobNotFound, NodeFailed, QueueFull,
+                     redact_paths)
 from .executor import Engine, RunResult
 from .jobstore import (CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore)
 from .workflow import Workflow
 
 
-class QueueFull(FlowError):
-    """Too many jobs wait already; the caller should retry later."""
-
-    kind = "queue_full"
-
-    def __init__(self, limit: int, retry_after: int):
-        self.retry_after = retry_after
-        super().__init__(f"the queue is full ({limit} jobs wait); retry in about {retry_after} s")
 
 
-class JobNotFound(FlowError):
-    """No job has this id."""
-
-    kind = "not_found"
-
-    def __init__(self, job_id: str):
-        super().__init__(f"no job {job_id!r}; `GET /jobs` lists them")
 
 
-class JobEnded(FlowError):
-    """The job already ended, so it cannot be cancelled."""
-
-    kind = "conflict"
 
 
 class Subscription:
@@ -97,6 +81,7 @@ class JobQueue:
         self._workers_wanted = max(1, workers)
         self._queue: deque[str] = deque()
         self._workflows: dict[str, Workflow] = {}  # compiled-once workflows of jobs submitted here
+        self._owned: set[str] = set()  # jobs whose Workflow this queue parsed (no one else holds it)
         self._records: dict[str, JobRecord] = {}  # jobs not ended yet, as stored (saves re-reading them)
         self._live: dict[str, dict[str, Any]] = {}  # running jobs: current node, progress
         self._tokens: dict[str, CancelToken] = {}
@@ -104,6 +89,7 @@ class JobQueue:
         self._subscribers: set[Subscription] = set()
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
+        self._adding = 0  # accepted jobs being stored: they count against max_queued
         self.recovered = {"requeued": 0, "interrupted": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -139,28 +125,92 @@ class JobQueue:
 
     # -- submitting and reading ----------------------------------------------------------------
 
+    async def accept(self, workflow: Workflow | dict, params: dict[str, Any] | None = None, *,
+                     name: str | None = None, outputs: list[str] | None = None) -> JobRecord:
+        """:meth:`submit` for any size of graph: parsing, validating and storing run off the event loop.
+
+        ``workflow`` may be a parsed :class:`Workflow` or a workflow document (then parsed here);
+        ``name`` defaults to the workflow's. Raises InvalidWorkflow or QueueFull.
+        """
+        params = params or {}
+        self._check_room()
+        self._adding += 1  # holds its place in the queue while it is validated and stored
+        try:
+            owned = not isinstance(workflow, Workflow)  # parsed here: no one else holds it
+            workflow = await asyncio.to_thread(self._validated, workflow, params, outputs)
+            record = self._new_record(workflow, params, name, outputs)
+            # Shielded: once stored, the job is enqueued even if the request that sent it went away.
+            return await asyncio.shield(asyncio.ensure_future(self._store_and_enqueue(record, workflow, owned)))
+        finally:
+            self._adding -= 1
+
     def submit(self, workflow: Workflow, params: dict[str, Any] | None = None, *, name: str,
                outputs: list[str] | None = None) -> JobRecord:
-        """Validate, store and enqueue a job; raises InvalidWorkflow or QueueFull."""
+        """Validate, store and enqueue a job, on the calling (event loop) thread: for small workflows.
+
+        Raises InvalidWorkflow or QueueFull. A large graph takes seconds: use :meth:`accept`.
+        """
         params = params or {}
-        compiled = self.engine.compile(workflow)
-        compiled.bind(params)
-        compiled.wanted(outputs)
-        if len(self._queue) >= self.max_queued:
-            raise QueueFull(self.max_queued, retry_after=max(1, len(self._queue)))
-        record = JobRecord(id=uuid.uuid4().hex, name=name, state=QUEUED, workflow=workflow.doc, params=params,
-                           outputs=outputs, created=time.time())
+        self._validated(workflow, params, outputs)
+        self._check_room()
+        record = self._new_record(workflow, params, name, outputs)
         self.store.add(record)  # durable before anyone is told the job exists
+        self._enqueue(record, workflow)
+        return record
+
+    def _validated(self, workflow: Workflow | dict, params: dict[str, Any], outputs: list[str] | None) -> Workflow:
+        """The parsed workflow, once it compiled and ``params`` and ``outputs`` fit it; raises InvalidWorkflow."""
+        with quiet_gc(_size(workflow)):
+            if not isinstance(workflow, Workflow):
+                workflow = Workflow.from_dict(workflow)
+            compiled = self.engine.compile(workflow)
+            compiled.bind(params)
+            compiled.wanted(outputs)
+        return workflow
+
+    def _check_room(self) -> None:
+        waiting = len(self._queue) + self._adding
+        if waiting >= self.max_queued:
+            raise QueueFull(self.max_queued, retry_after=max(1, waiting))
+
+    @staticmethod
+    def _new_record(workflow: Workflow, params: dict[str, Any], name: str | None,
+                    outputs: list[str] | None) -> JobRecord:
+        return JobRecord(id=uuid.uuid4().hex, name=name or workflow.name, state=QUEUED, workflow=workflow.doc,
+                         params=params, outputs=outputs, created=time.time())
+
+    async def _store_and_enqueue(self, record: JobRecord, workflow: Workflow, owned: bool) -> JobRecord:
+        await asyncio.to_thread(self.store.add, record)  # durable before anyone is told the job exists
+        if owned:
+            self._owned.add(record.id)
+        self._enqueue(record, workflow)
+        return record
+
+    def _enqueue(self, record: JobRecord, workflow: Workflow) -> None:
         self._workflows[record.id] = workflow
         self._records[record.id] = record
         self._queue.append(record.id)
         self._publish(ev.JobQueued(record.id, position=len(self._queue)))
         self._wake.set()
-        return record
 
     def get(self, job_id: str) -> JobRecord:
         """The job with its live state (queue position, current node, progress)."""
-        record = self._records.get(job_id) or self.store.get(job_id)
+        return self._live_state(job_id, self._records.get(job_id) or self.store.get(job_id))
+
+    async def fetch(self, job_id: str) -> JobRecord:
+        """:meth:`get`, reading an ended job from the store off the event loop (a large one takes a while)."""
+        return self._live_state(job_id, self._records.get(job_id) or await asyncio.to_thread(self._read, job_id))
+
+    def _read(self, job_id: str) -> JobRecord | None:
+        """The stored job with its workflow, read in a thread (a large one is many objects: see collector)."""
+        with quiet_gc():
+            return self.store.get(job_id)
+
+    def _settle_if_idle(self) -> None:
+        if not (self._queue or self._tokens or self._adding):
+            settle_gc()  # no large job is alive: frozen objects go back to the collector
+
+    def _live_state(self, job_id: str, record: JobRecord | None) -> JobRecord:
         if record is None:
             raise JobNotFound(job_id)
         record.extra = {}
@@ -180,24 +230,26 @@ class JobQueue:
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord:
         """The job once it ended, or as it stands when ``timeout`` seconds have passed."""
-        record = self.get(job_id)
+        record = await self.fetch(job_id)
         if record.terminal:
             return record
         done = self._done.setdefault(job_id, asyncio.Event())
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except asyncio.TimeoutError:
-            return self.get(job_id)
-        return record if record.terminal else self.get(job_id)
+            return await self.fetch(job_id)
+        return record if record.terminal else await self.fetch(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job now, or ask a running one to stop; raises JobEnded if it ended."""
-        record = self.get(job_id)
+        # Without its workflow: an ended job's may be large, and the answer does not show it.
+        record = self._live_state(job_id, self._records.get(job_id) or self.store.get(job_id, workflow=False))
         if record.terminal:
             raise JobEnded(f"job {job_id!r} already ended ({record.state}); nothing to cancel")
         if record.state == QUEUED:
             self._queue.remove(job_id)
             self._workflows.pop(job_id, None)
+            self._owned.discard(job_id)
             record.state, record.ended = CANCELLED, time.time()
             record.error = {"type": "cancelled", "message": "cancelled before it started"}
             self.store.save(record)
@@ -236,16 +288,17 @@ class JobQueue:
                 raise
             except Exception:  # the worker must survive anything a job does
                 self.log.exception("job %s: unexpected error in the queue", job_id)
+            self._settle_if_idle()
 
     async def _run(self, job_id: str) -> None:
-        record = self._records.get(job_id) or self.store.get(job_id)
+        # Store reads and writes, parsing and presenting run in threads: a large job's take a while.
+        record = self._records.get(job_id) or await asyncio.to_thread(self._read, job_id)
         if record is None or record.state != QUEUED:
             return
         self._records[job_id] = record
         record.state, record.started = RUNNING, time.time()
         record.attempts += 1
-        self.store.save(record)
-        token = self._tokens[job_id] = CancelToken()
+        token = self._tokens[job_id] = CancelToken()  # before any await: cancel() may come at once
         self._live[job_id] = {}
         timer = (asyncio.get_running_loop().call_later(self.time_limit, token.cancel,
                                                        f"time limit of {self.time_limit:g} s reached")
@@ -259,20 +312,24 @@ class JobQueue:
                 self._track(event)
                 self._publish(event)
 
-        shutting_down = False
+        shutting_down, workflow = False, None
         try:
-            workflow = self._workflows.pop(job_id, None) or Workflow.from_dict(record.workflow)
+            await asyncio.to_thread(self.store.save, record)
+            workflow = self._workflows.pop(job_id, None)
+            if workflow is None:
+                workflow = await asyncio.to_thread(_parsed, record.workflow)
+                self._owned.add(job_id)
             result = await self.engine.run(workflow, record.params, outputs=record.outputs, job_id=job_id,
                                            listener=listener, cancel=token)
             used = self.engine.compile(workflow).effective_params(record.params)
-            record.state, record.result = FINISHED, {**self.present(workflow, result, job_id), "params": used}
+            presented = await asyncio.to_thread(self.present, workflow, result, job_id)
+            record.state, record.result = FINISHED, {**presented, "params": used}
         except Cancelled as exc:
             shutting_down = token.reason == "the server is shutting down"
             record.state, record.error = CANCELLED, {"type": "cancelled", "message": str(exc)}
         except InvalidWorkflow as exc:
             record.state = FAILED
-            record.error = {"type": exc.kind, "message": redact_paths(str(exc)),
-                            "problems": [p.to_json() for p in exc.problems]}
+            record.error = {**exc.to_json(), "message": redact_paths(str(exc))}
         except NodeFailed as exc:
             record.state, record.error = FAILED, self._node_error(job_id, exc)
         except Exception:
@@ -288,17 +345,37 @@ class JobQueue:
         if shutting_down:
             # Not the job's fault: it runs again on the next start, without using up an attempt.
             record.state, record.error, record.attempts = QUEUED, None, record.attempts - 1
-            self.store.save(record)
+            self.store.save(record)  # at once: no cancel() may see it queued but not in the queue
             self._records.pop(job_id, None)
+            self._owned.discard(job_id)
             return
         record.ended = time.time()
-        self.store.save(record)
-        self._end(record, held[0] if held else _terminal_event(record))
+        await asyncio.to_thread(self.store.save, record)
+        self._end(record, held[0] if held else terminal_event(record))
+        if job_id in self._owned:
+            self._owned.discard(job_id)
+            if len(workflow.nodes) > LARGE_GRAPH:
+                # Some ten objects per node: freed a piece at a time in a thread (see large.empty).
+                garbage = [workflow]
+                workflow = None
+                await asyncio.to_thread(self._teardown, garbage)
+
+    def _teardown(self, garbage: list[Workflow]) -> None:
+        """Free an ended job's large graph, which this queue alone holds, a piece at a time."""
+        workflow = garbage.pop()
+        try:
+            compiled = self.engine.compile(workflow)  # cached: this returns the job's own
+        except InvalidWorkflow:
+            compiled = None
+        if compiled is not None:
+            large.empty(compiled.steps)
+            large.empty(compiled.position)
+        large.empty(workflow.nodes)
 
     def _node_error(self, job_id: str, exc: NodeFailed) -> dict[str, Any]:
         """A failed node as the job's error: a named cause says what to do; any other is a bug, logged."""
         error = {"type": exc.kind, "node": exc.node, "node_type": exc.node_type,
-                 "cause": getattr(exc.cause, "kind", "internal")}
+                 "cause": getattr(exc.cause, "kind", "internal"), "status": exc.status}
         if isinstance(exc.cause, FlowError):
             error["message"] = redact_paths(str(exc))
             if isinstance(exc.cause, InvalidInput):
@@ -333,7 +410,20 @@ class JobQueue:
             done.set()
 
 
-def _terminal_event(record: JobRecord) -> ev.Event:
+def _size(workflow: Workflow | dict) -> int:
+    if isinstance(workflow, Workflow):
+        return len(workflow.nodes)
+    nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
+    return len(nodes) if isinstance(nodes, dict) else 0
+
+
+def _parsed(doc: dict) -> Workflow:
+    with quiet_gc(_size(doc)):
+        return Workflow.from_dict(doc)
+
+
+def terminal_event(record: JobRecord) -> ev.Event:
+    """The one terminal event of an ended job, rebuilt from its record (for listeners that come late)."""
     error = record.error or {}
     if record.state == FINISHED:
         return ev.JobFinished(record.id, elapsed=(record.ended or 0) - (record.started or 0))

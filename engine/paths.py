@@ -7,13 +7,9 @@ import re
 import threading
 from pathlib import Path
 
-from .errors import FlowError
+from .errors import UnsafePath
 
 
-class UnsafePath(FlowError):
-    """A path that would leave its root folder (``..``, absolute, a symlink pointing out)."""
-
-    kind = "unsafe_path"
 
 
 def safe_join(root: str | os.PathLike, relative: str) -> Path:
@@ -49,7 +45,11 @@ def servable_file(root: str | os.PathLike, relative: str) -> Path:
     if any(part.startswith(".") for part in parts) or _NOT_SERVED.search(relative):
         raise UnsafePath(f"{relative!r} is not an output file")
     path = safe_join(root, relative)
-    if _NOT_SERVED.search(path.name) or path.name.startswith(".") or not path.is_file():
+    try:
+        regular = path.is_file()
+    except OSError:  # a name too long for the file system, and the like: no such file
+        regular = False
+    if _NOT_SERVED.search(path.name) or path.name.startswith(".") or not regular:
         raise UnsafePath(f"{relative!r} is not an output file")
     return path
 

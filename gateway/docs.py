@@ -6,6 +6,7 @@ import json
 from html import escape
 
 from engine.catalogue import Catalogue
+from engine.openapi import STATUSES, event_schemas
 from engine.registry import Registry
 
 _STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -45,9 +46,12 @@ def render_docs(catalogue: Catalogue, registry: Registry) -> str:
         ("GET", "/models, /models/loaded", "local models; what the model manager holds"),
         ("POST", "/models/pull, /models/unload", "pull a model (a job); free memory"),
         ("GET", "/health, /metrics", "liveness and GPU; Prometheus metrics"),
+        ("POST", "/v1/chat/completions, /v1/embeddings", "OpenAI-compatible (GET /v1/models lists models)"),
     ]:
         parts.append(f"<tr><td>{method}</td><td><code>{escape(path)}</code></td><td>{escape(what)}</td></tr>")
-    parts.append("</table><h2>Nodes</h2><table><tr><th>type</th><th>inputs</th><th>outputs</th><th></th></tr>")
+    parts.append("</table>")
+    parts += _errors_and_events()
+    parts.append("<h2>Nodes</h2><table><tr><th>type</th><th>inputs</th><th>outputs</th><th></th></tr>")
     for type_id, entry in registry.describe().items():
         ins = ", ".join(f"{n}: {s['type']}" for n, s in entry["inputs"].items())
         outs = ", ".join(f"{n}: {s['type']}" for n, s in entry["outputs"].items())
@@ -55,3 +59,27 @@ def render_docs(catalogue: Catalogue, registry: Registry) -> str:
                      f"<td>{escape(entry['description'])}</td></tr>")
     parts.append("</table></html>")
     return "".join(parts)
+
+
+def _errors_and_events() -> list[str]:
+    """The statuses and the event kinds, from the same tables as /openapi.json."""
+    parts = ["<h2>Errors</h2><p>Every error is JSON: <code>{\"error\": {\"type\", \"message\", \"problems\"?}}"
+             "</code> (the <code>/v1</code> routes: OpenAI's <code>{\"error\": {\"message\", \"type\", \"param\", "
+             "\"code\"}}</code>); a job that did not finish answers its own body with its <code>error</code>.</p>"
+             "<table><tr><th>status</th><th>when</th></tr>"]
+    parts += [f"<tr><td>{code}</td><td>{escape(why)}</td></tr>" for code, why in STATUSES.items()]
+    parts.append("</table><h2>Events</h2><p><code>GET /jobs/{id}/events</code> (Server-Sent Events: "
+                 "<code>event: KIND</code>, <code>data: JSON</code>) and <code>GET /ws</code> (WebSocket: one JSON "
+                 "object per message, its kind in <code>event</code>).</p>"
+                 "<table><tr><th>event</th><th>fields</th><th></th></tr>")
+    for schema in event_schemas().values():
+        fields = ", ".join(f"{name}: {_type(prop)}" for name, prop in schema["properties"].items() if name != "event")
+        parts.append(f"<tr><td><code>{escape(schema['properties']['event']['const'])}</code></td>"
+                     f"<td>{escape(fields)}</td><td>{escape(schema['description'])}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
+def _type(schema: dict) -> str:
+    kind = schema.get("type", "any")
+    return " | ".join(kind) if isinstance(kind, list) else kind

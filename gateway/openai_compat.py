@@ -114,10 +114,8 @@ def openai_routes(jobs_key, engine_key) -> list[web.RouteDef]:
                     rest = reply[len(streamed):] if reply.startswith(streamed) else reply
                     await send({"content": rest})
                 await send({}, _finish(done.result["outputs"]["usage"]))
-            else:
-                error = (done.error or {}).get("message", done.state)
-                await response.write(f"data: {json.dumps({'error': {'message': error, 'type': 'server_error'}})}\n\n"
-                                     .encode())
+            else:  # the status line was sent already: the error travels as an event, in OpenAI's shape
+                await response.write(f"data: {json.dumps(_error_json(done))}\n\n".encode())
             await response.write(b"data: [DONE]\n\n")
         finally:
             jobs.unsubscribe(subscription)
@@ -163,12 +161,17 @@ def _invalid(exc: InvalidWorkflow) -> web.Response:
     return openai_error(400, message, param=first.input, code="invalid_value")
 
 
-def _job_error(record) -> web.Response:
+def _error_json(record) -> dict:
+    """A failed job's error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
     error = record.error or {}
-    cause = error.get("cause") or error.get("type")
     status = job_status(error)
-    return openai_error(status, error.get("message", record.state), kind="server_error" if status >= 500
-                        else "invalid_request_error", code=cause)
+    return {"error": {"message": error.get("message", record.state),
+                      "type": "server_error" if status >= 500 else "invalid_request_error",
+                      "param": error.get("input"), "code": error.get("cause") or error.get("type")}}
+
+
+def _job_error(record) -> web.Response:
+    return web.json_response(_error_json(record), status=job_status(record.error))
 
 
 def _finish(usage: dict) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import FlowError, Problem
+from engine.errors import InvalidRequest
 
 #: nesting of arrays and objects a request body may have (workflows need about 6)
 MAX_DEPTH = 64
@@ -24,14 +24,6 @@ MAX_INT_DIGITS = 32
 _THREAD_PARSE_BYTES = 256 << 10
 
 
-class InvalidRequest(FlowError):
-    """The request itself is malformed (not JSON, wrong shape, bad query value)."""
-
-    kind = "invalid_request"
-
-    def __init__(self, message: str, problems: list[Problem] | None = None):
-        super().__init__(message)
-        self.problems = problems or []
 
 
 def _parse_int(text: str) -> int:

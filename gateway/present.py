@@ -8,6 +8,7 @@ import math
 import os
 from typing import Any
 
+from engine.errors import status_of
 from engine.executor import RunResult
 from engine.jobstore import JobRecord
 from engine.media import MediaValue
@@ -15,14 +16,6 @@ from engine.paths import OutputFiles, UnsafePath, relative_to, servable_file
 from engine.workflow import Workflow
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
-
-# HTTP status of each named error kind (engine/errors.py and the gateway's own); unnamed: 500.
-STATUS = {"invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "invalid_input": 422,
-          "unauthorized": 401, "forbidden": 403, "privacy_refused": 403, "unsafe_path": 404, "not_found": 404,
-          "model_not_found": 404, "conflict": 409, "too_large": 413, "unsupported_media_type": 415,
-          "queue_full": 429, "node_failed": 500, "out_of_memory": 503, "ollama_unavailable": 503, "not_configured": 503,
-          "backend_unavailable": 503, "cancelled": 409}
-
 
 def _finite(value: Any) -> Any:
     """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
@@ -46,7 +39,9 @@ def dumps(value: Any) -> str:
 def job_status(error: dict | None) -> int:
     """The status a failed job answers: that of its cause (e.g. a missing model: 404), else of its error."""
     error = error or {}
-    return STATUS.get(error.get("cause", ""), STATUS.get(error.get("type", ""), 500))
+    if isinstance(error.get("status"), int):
+        return error["status"]
+    return status_of(error.get("cause"), status_of(error.get("type")))
 
 
 class Presenter:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from engine.errors import FlowError
+from engine.errors import Forbidden, Unauthorized, UnsupportedMediaType
 
 #: paths reachable without the token: the health check, and the web page's own files (the page
 #: asks for the token itself)
@@ -35,22 +35,10 @@ TOKEN_IN_QUERY = ("/ws",)
 JSON_TYPES = frozenset({"application/json"})
 
 
-class Forbidden(FlowError):
-    """The request came from somewhere this server does not answer (a foreign Host or Origin)."""
-
-    kind = "forbidden"
 
 
-class UnsupportedMediaType(FlowError):
-    """The body's Content-Type is not one the route takes."""
-
-    kind = "unsupported_media_type"
 
 
-class Unauthorized(FlowError):
-    """The API token is missing or wrong."""
-
-    kind = "unauthorized"
 
 
 def is_loopback(host: str) -> bool:

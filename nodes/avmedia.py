@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.errors import FlowError
+from engine.errors import MediaFileError
 
 log = logging.getLogger("flow.media")
 
@@ -38,10 +38,6 @@ VIDEO_FORMATS = ("mp4", "gif", "webp")
 _EXIF_DESCRIPTION = 0x010E
 
 
-class MediaFileError(FlowError):
-    """Writing or reading an audio or video file failed (encoder error, unsupported format)."""
-
-    kind = "media_file"
 
 
 @dataclass(frozen=True, eq=False)

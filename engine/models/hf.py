@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import quote
 
-from ..errors import FlowError, InvalidModelRef, ModelNotFound, PullFailed
+from ..errors import InvalidModelRef, ModelNotFound, PullFailed
 from .ollama import PullProgress
 from .refs import ModelRef
 
@@ -203,12 +203,12 @@ def pull(
         )
     except (RepositoryNotFoundError, GatedRepoError) as exc:
         gated = isinstance(exc, GatedRepoError)
-        raise FlowError(
+        raise InvalidModelRef(
             f"{text}: the repository is {'gated' if gated else 'not found or private'} at {endpoint}; check the "
             "name, and for gated or private models accept its terms on the website and set HF_TOKEN"
         ) from exc
     except RevisionNotFoundError as exc:
-        raise FlowError(f"{text}: revision {revision!r} does not exist; use a branch, tag or commit of the repo") from exc
+        raise InvalidModelRef(f"{text}: revision {revision!r} does not exist; use a branch, tag or commit of the repo") from exc
     except (HfHubHTTPError, OSError) as exc:
         raise PullFailed(text, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     except Exception as exc:

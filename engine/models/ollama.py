@@ -17,13 +17,9 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from ..cancel import OnCancel
-from ..errors import Cancelled, FlowError, ModelNotFound, PullFailed
+from ..errors import BackendFailed, Cancelled, ModelNotFound, OllamaUnavailable, PullFailed
 
 
-class OllamaUnavailable(FlowError):
-    """The Ollama server did not answer (not running, wrong URL)."""
-
-    kind = "ollama_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +132,7 @@ class OllamaClient:
             message = _error_text(response)
             if response.status == 404 and path in ("/api/generate", "/api/pull"):
                 raise ModelNotFound(f"ollama:{(payload or {}).get('model')}", detail=message)
-            raise FlowError(f"Ollama at {self.url} answered {response.status} to {path}: {message}")
+            raise BackendFailed(f"Ollama at {self.url} answered {response.status} to {path}: {message}")
         return response
 
     def _json(self, method: str, path: str, payload: dict | None = None) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..cancel import OnCancel
-from ..errors import FlowError, InvalidModelRef, ModelNotFound
+from ..errors import FlowError, InvalidModelRef, ModelNotFound, NotConfigured
 from . import hf
 from .ollama import OllamaClient, PullProgress
 from .refs import ModelRef, parse_ref
@@ -123,5 +123,5 @@ class ModelStore:
 
     def _ollama_client(self) -> OllamaClient:
         if self.ollama is None:
-            raise FlowError("no Ollama server is configured; set FLOW_OLLAMA_URL (e.g. http://127.0.0.1:11434)")
+            raise NotConfigured("no Ollama server is configured; set FLOW_OLLAMA_URL (e.g. http://127.0.0.1:11434)")
         return self.ollama

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from engine import FlowError, OutOfMemory
-from engine.errors import InvalidModelRef, NotConfigured
+from engine import OutOfMemory
+from engine.errors import InvalidModelRef, NotConfigured, PrivacyRefused
 from engine.models import OllamaUnavailable
 
 from .config import TextBackends
@@ -28,10 +28,6 @@ _OPENAI_MODEL = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:/@\-]{0,199}$")
 T = TypeVar("T")
 
 
-class PrivacyRefused(FlowError):
-    """A request would leave this machine while privacy is strict."""
-
-    kind = "privacy_refused"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import FlowError
+from engine.errors import NotConfigured
 
 #: the engine configuration key of the text nodes
 KEY = "text"
@@ -49,7 +49,7 @@ class TextBackends:
 
     def __post_init__(self):
         if self.privacy not in PRIVACY:
-            raise FlowError(f"privacy must be 'strict' or 'flexible', got {self.privacy!r}; fix FLOW_PRIVACY")
+            raise NotConfigured(f"privacy must be 'strict' or 'flexible', got {self.privacy!r}; fix FLOW_PRIVACY")
 
     @classmethod
     def from_settings(cls, settings) -> "TextBackends":

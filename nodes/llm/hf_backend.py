@@ -14,7 +14,7 @@ import json
 import time
 from typing import Callable
 
-from engine import Cancelled, FlowError
+from engine import Cancelled
 from engine.errors import InvalidInput
 
 from .backend import Reply, Request

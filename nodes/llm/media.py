@@ -7,7 +7,8 @@ import math
 import tempfile
 from pathlib import Path
 
-from engine import IMAGE, INT, JSON, TEXT, FlowError, Input, InvalidInput, Node, Output, Seed
+from engine import IMAGE, INT, JSON, TEXT, Input, InvalidInput, Node, Output, Seed
+from engine.errors import BackendFailed
 from engine.paths import OutputFiles
 
 from .backend import Request, complete, resolve
@@ -44,10 +45,10 @@ class Embed(Node):
         backend = resolve(ctx, model, privacy, task="embed")
         vectors = backend.embed(ctx, texts)
         if len(vectors) != len(texts):
-            raise FlowError(f"{backend.ref} returned {len(vectors)} vectors for {len(texts)} texts")
+            raise BackendFailed(f"{backend.ref} returned {len(vectors)} vectors for {len(texts)} texts")
         for index, vector in enumerate(vectors):
             if not all(map(math.isfinite, vector)):  # NaN cannot leave as JSON: a broken model, said plainly
-                raise FlowError(f"{backend.ref} returned NaN or Infinity in the vector of text {index}; the model "
+                raise BackendFailed(f"{backend.ref} returned NaN or Infinity in the vector of text {index}; the model "
                                 "is broken or not an embedding model; name another one")
         return {"vectors": vectors, "dimensions": len(vectors[0]) if vectors else 0}
 

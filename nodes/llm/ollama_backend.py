@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 from engine import FlowError, ModelNotFound
-from engine.errors import InvalidInput, PullFailed
+from engine.errors import BackendFailed, BackendUnavailable, InvalidInput, PullFailed
 from engine.models import OllamaUnavailable
 
 from .backend import Reply, Request, run_until_cancelled
@@ -138,8 +138,8 @@ class OllamaBackend:
                 if chunk.done:
                     final = chunk
             if final is None:
-                raise FlowError(f"Ollama closed the stream of {self.tag} before its final statistics; retry, and "
-                                "check the server's log if it happens again")
+                raise BackendFailed(f"Ollama closed the stream of {self.tag} before its final statistics; retry, "
+                                    "and check the server's log if it happens again")
             text = "".join(parts)
         return Reply(text, {
             "prompt_tokens": final.prompt_eval_count, "completion_tokens": final.eval_count,
@@ -165,11 +165,11 @@ class OllamaBackend:
             if exc.status_code == 404:
                 return ModelNotFound(self.ref, self.model_ref.pull_command(), f"Ollama: {exc.error}")
             if exc.status_code == -1:
-                return FlowError(f"Ollama failed part-way through {self.tag}: {exc.error}; retry, and check "
-                                 "`ollama ps` and the server's log (a model too large for the card fails this way)")
+                return BackendFailed(f"Ollama failed part-way through {self.tag}: {exc.error}; retry, and check "
+                                     "`ollama ps` and the server's log (a model too large for the card fails this way)")
             if exc.status_code in (429, 503):
-                return FlowError(f"Ollama is busy ({exc.status_code}: {exc.error}); retry in a moment")
-            return FlowError(f"Ollama answered {exc.status_code} for {self.tag}: {exc.error}")
+                return BackendUnavailable(f"Ollama is busy ({exc.status_code}: {exc.error}); retry in a moment")
+            return BackendFailed(f"Ollama answered {exc.status_code} for {self.tag}: {exc.error}")
         if isinstance(exc, httpx.ConnectTimeout):
             return OllamaUnavailable(f"the Ollama server at {self.url} did not accept a connection within "
                                      f"{self.timeouts[0]:g} s; check that it runs and FLOW_OLLAMA_URL")

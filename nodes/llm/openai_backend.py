@@ -13,6 +13,7 @@ import base64
 from typing import Callable
 
 from engine import FlowError, ModelNotFound
+from engine.errors import BackendFailed, BackendUnavailable, NotConfigured
 
 from .backend import Reply, Request, run_until_cancelled
 
@@ -99,7 +100,7 @@ class OpenAIBackend:
                     on_text(piece, len(parts))
                 reason = choice.finish_reason or reason
         if reason is None:
-            raise FlowError(f"{self.base_url} ended the stream of {self.model} without a finish reason; retry")
+            raise BackendFailed(f"{self.base_url} ended the stream of {self.model} without a finish reason; retry")
         return Reply("".join(parts), _usage(usage, reason))
 
     def _reraise(self, exc: Exception):
@@ -113,17 +114,17 @@ class OpenAIBackend:
             raise ModelNotFound(self.ref, f"(choose a model {where} serves: GET {self.base_url}/models)",
                                 _api_message(exc)) from exc
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            raise FlowError(f"{where} refused the key ({_api_message(exc)}); set FLOW_OPENAI_API_KEY") from exc
+            raise NotConfigured(f"{where} refused the key ({_api_message(exc)}); set FLOW_OPENAI_API_KEY") from exc
         if isinstance(exc, openai.RateLimitError):
-            raise FlowError(f"{where} is rate-limiting ({_api_message(exc)}); retry later") from exc
+            raise BackendUnavailable(f"{where} is rate-limiting ({_api_message(exc)}); retry later") from exc
         if isinstance(exc, openai.APIStatusError):
-            raise FlowError(f"{where} answered {exc.status_code} for {self.model}: {_api_message(exc)}") from exc
+            raise BackendFailed(f"{where} answered {exc.status_code} for {self.model}: {_api_message(exc)}") from exc
         if isinstance(exc, openai.APITimeoutError):
             connect, read = self.timeouts
-            raise FlowError(f"{where} timed out on {self.model} (allowed: {connect:g} s to connect, {read:g} s "
-                            "between reads); retry, or raise FLOW_BACKEND_READ_TIMEOUT if it needs longer") from exc
+            raise BackendUnavailable(f"{where} timed out on {self.model} (allowed: {connect:g} s to connect, "
+                                     f"{read:g} s between reads); retry, or raise FLOW_BACKEND_READ_TIMEOUT if it needs longer") from exc
         if isinstance(exc, openai.APIConnectionError):
-            raise FlowError(f"{where} did not answer ({exc}); check FLOW_OPENAI_BASE_URL") from exc
+            raise BackendUnavailable(f"{where} did not answer ({exc}); check FLOW_OPENAI_BASE_URL") from exc
         raise exc
 
 

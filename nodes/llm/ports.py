@@ -6,7 +6,8 @@ import json
 import re
 from typing import Any
 
-from engine import FLOAT, INT, JSON, TEXT, FlowError, Input, InvalidInput, Output
+from engine import FLOAT, INT, JSON, TEXT, Input, InvalidInput, Output
+from engine.errors import BackendFailed, FlowError
 from engine.node import json_problem
 
 from .backend import _OPENAI_MODEL, Reply, Request, complete
@@ -150,6 +151,6 @@ def structured(ctx, model: str, privacy: str, request: Request, schema: dict | N
     if problem is None:
         reply.usage["retried"] = True
         return value, reply
-    raise FlowError(f"model {reply.usage.get('model')} gave no valid {what} in 2 attempts (last: {problem}); use a "
+    raise BackendFailed(f"model {reply.usage.get('model')} gave no valid {what} in 2 attempts (last: {problem}); use a "
                     "larger model, or one served by Ollama or an OpenAI-compatible server, which constrain "
                     "structured output")

@@ -1,0 +1,254 @@
+"""The JSON Schemas of the gateway's bodies and events: what /openapi.json declares in components.
+
+Event schemas are derived from the event dataclasses (engine/events.py), one per class, so a new
+field or event kind reaches the document without being copied here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+
+from . import events
+from .jobstore import STATES as _JOB_STATES
+
+REF = "#/components/schemas/"
+
+# -- schemas -------------------------------------------------------------------------------------
+
+_ERROR_DETAIL = {
+    "type": "object",
+    "required": ["type", "message"],
+    "description": "what went wrong; a failed job's error also names the node, its type and the cause",
+    "properties": {
+        "type": {"type": "string", "description": "machine-readable kind, e.g. invalid_workflow, not_found, "
+                                                  "queue_full, node_failed, forbidden, unsupported_media_type"},
+        "message": {"type": "string", "description": "what happened, the value, and what to do"},
+        "problems": {"type": "array", "items": {"$ref": REF + "Problem"}},
+        "count": {"type": "integer", "description": "how many problems there were, when not all are listed"},
+        "node": {"type": "string"}, "node_type": {"type": "string"},
+        "cause": {"type": "string", "description": "the kind of the node's error, e.g. model_not_found"},
+        "input": {"type": "string", "description": "the input a node could not use (cause invalid_input)"},
+        "pull_command": {"type": "string", "description": "how to pull a missing model"},
+    },
+}
+_ERROR = {"type": "object", "required": ["error"], "description": "the gateway's error body",
+          "properties": {"error": {"$ref": REF + "ErrorDetail"}}}
+_PROBLEM = {"type": "object", "required": ["message"],
+            "properties": {k: {"type": "string"} for k in ("message", "node", "input", "param")}}
+_OPENAI_ERROR = {
+    "type": "object", "required": ["error"], "description": "OpenAI's error body (the /v1 routes)",
+    "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"], "properties": {
+        "message": {"type": "string"},
+        "type": {"type": "string", "description": "invalid_request_error or server_error"},
+        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
+}
+STATES = list(_JOB_STATES)
+_TIME = {"type": ["number", "null"], "description": "seconds since the epoch"}
+_JOB = {
+    "type": "object",
+    "required": ["id", "name", "state", "created", "attempts", "params"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "state": {"enum": STATES},
+        "created": {"type": "number"}, "started": _TIME, "ended": _TIME,
+        "attempts": {"type": "integer", "minimum": 0},
+        "duration": {"type": "number", "description": "seconds since it started, or that it ran"},
+        "params": {"type": "object"},
+        "position": {"type": "integer", "minimum": 1, "description": "place in the queue (queued jobs)"},
+        "node": {"type": "string", "description": "node running now (running jobs)"},
+        "node_type": {"type": "string"},
+        "progress": {"type": ["object", "null"], "properties": {
+            "done": {"type": "number"}, "total": {"type": ["number", "null"]},
+            "message": {"type": ["string", "null"]}}},
+        "outputs": {"type": "object", "description": "text inline; media as {url, path, b64?}"},
+        "files": {"type": "object", "additionalProperties": {"type": "string"},
+                  "description": "output name -> URL, for outputs that are saved files"},
+        "media": {"type": "array", "items": {"type": "string"}, "description": "outputs that are media files"},
+        "seeds": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+        "elapsed": {"type": "number"},
+        "executed": {"type": "array", "items": {"type": "string"}},
+        "cached": {"type": "array", "items": {"type": "string"}},
+        "error": {"$ref": REF + "ErrorDetail"},
+        "workflow": {"type": "object", "description": "the document that ran (GET /jobs/{id})"},
+    },
+}
+_FAILED_JOB = {"description": "a job that did not finish: its body, with the error",
+               "allOf": [{"$ref": REF + "Job"}, {"required": ["error"]}]}
+_ACCEPTED = {"type": "object", "required": ["id", "state", "url"],
+             "properties": {"id": {"type": "string"}, "state": {"enum": STATES},
+                            "url": {"type": "string", "description": "GET it for the state and the result"}}}
+_JOB_PAGE = {
+    "type": "object", "required": ["jobs", "counts"],
+    "properties": {
+        "jobs": {"type": "array", "items": {"allOf": [{"$ref": REF + "Job"}, {
+            "required": ["seq", "url"], "properties": {"seq": {"type": "integer"}, "url": {"type": "string"}}}]}},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "jobs per state"},
+        "next": {"type": "string", "description": "the next page's URL (when this page is full)"},
+    },
+}
+_JOB_REQUEST = {
+    "type": "object",
+    "required": ["workflow"],
+    "properties": {
+        "workflow": {"type": "object", "description": "a workflow document (see /workflows/{name})"},
+        "params": {"type": ["object", "null"]},
+        "outputs": {"type": ["array", "null"], "items": {"type": "string"}},
+    },
+}
+_CHAT_REQUEST = {
+    "type": "object", "required": ["messages"],
+    "properties": {
+        "model": {"type": ["string", "null"], "description": "any flow model reference; empty: the default"},
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role", "content"], "properties": {
+                "role": {"enum": ["system", "user", "assistant"]},
+                "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {
+                    "type": "object", "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]}}}},
+        "stream": {"type": "boolean", "description": "true: Server-Sent Events of chat.completion.chunk"},
+        **{name: {"type": ["integer", "null"], "minimum": 1} for name in ("max_tokens", "max_completion_tokens")},
+        "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+        "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "seed": {"type": ["integer", "null"]},
+    },
+}
+_USAGE = {"type": "object", "required": ["prompt_tokens", "total_tokens"], "properties": {
+    k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+_CHAT_COMPLETION = {
+    "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+    "properties": {
+        "id": {"type": "string"}, "object": {"const": "chat.completion"}, "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "object", "required": ["index", "message", "finish_reason"],
+                                               "properties": {
+            "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length"]},
+            "message": {"type": "object", "required": ["role", "content"], "properties": {
+                "role": {"const": "assistant"}, "content": {"type": "string"}}}}}},
+        "usage": {"$ref": REF + "OpenAIUsage"},
+    },
+}
+_EMBED_REQUEST = {
+    "type": "object", "required": ["input"],
+    "properties": {"input": {"anyOf": [{"type": "string"},
+                                       {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+                   "model": {"type": ["string", "null"]}},
+}
+_EMBEDDINGS = {
+    "type": "object", "required": ["object", "model", "data", "usage"],
+    "properties": {
+        "object": {"const": "list"}, "model": {"type": "string"},
+        "data": {"type": "array", "items": {"type": "object", "required": ["object", "embedding", "index"],
+                                            "properties": {
+            "object": {"const": "embedding"}, "index": {"type": "integer"},
+            "embedding": {"type": "array", "items": {"type": "number"}}}}},
+        "usage": {"$ref": REF + "OpenAIUsage"},
+    },
+}
+_OPENAI_MODELS = {"type": "object", "required": ["object", "data"], "properties": {
+    "object": {"const": "list"},
+    "data": {"type": "array", "items": {"type": "object", "required": ["id", "object", "created", "owned_by"],
+                                        "properties": {"id": {"type": "string"}, "object": {"const": "model"},
+                                                       "created": {"type": "integer"},
+                                                       "owned_by": {"type": "string"}}}}}}
+_JOB_ENDED = {"type": "object", "required": ["job_id", "state"],
+              "description": "the terminal event's data when the job had already ended as the stream opened",
+              "properties": {"job_id": {"type": "string"}, "state": {"enum": STATES}}}
+
+
+# -- events: one schema per event class, from its dataclass fields --------------------------------
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _field_schema(annotation) -> dict:
+    """JSON Schema of a field's type (``str``, ``float | None``, ...); anything else: any value."""
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    options = typing.get_args(annotation) if union else (annotation,)
+    names = [_JSON_TYPES.get(option) for option in options]
+    if None in names:
+        return {}
+    return {"type": names[0] if len(names) == 1 else names}
+
+
+def event_classes() -> list[type[events.Event]]:
+    """Every concrete event class (those that name their own ``kind``), sorted by kind."""
+    found, todo = [], [events.Event]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if "kind" in vars(cls) and cls is not events.Event:
+            found.append(cls)
+    return sorted(found, key=lambda c: c.kind)
+
+
+def event_schemas() -> dict[str, dict]:
+    """Component name -> JSON Schema of what ``Event.to_json`` gives, for every event class."""
+    schemas = {}
+    for cls in event_classes():
+        hints = typing.get_type_hints(cls)
+        fields = [f.name for f in dataclasses.fields(cls)]
+        schemas[cls.__name__ + "Event"] = {
+            "type": "object", "description": (cls.__doc__ or cls.kind).strip().splitlines()[0],
+            "required": ["event", *fields], "additionalProperties": False,
+            "properties": {"event": {"const": cls.kind}, **{name: _field_schema(hints[name]) for name in fields}},
+        }
+    return schemas
+
+
+def _events_union(schemas: dict[str, dict]) -> dict:
+    return {"description": "one progress event; `event` names its kind; each job ends with one terminal event "
+                           "(job.finished, job.failed or job.cancelled)",
+            "oneOf": [{"$ref": REF + name} for name in schemas],
+            "discriminator": {"propertyName": "event",
+                              "mapping": {s["properties"]["event"]["const"]: REF + name
+                                          for name, s in schemas.items()}}}
+
+
+
+# -- event streams (OpenAPI 3.1: the schema of a text/event-stream is that of one event) ---------------
+
+def sse_event(kind: str | None, data: dict) -> dict:
+    """One Server-Sent Event (``event:`` and ``data:`` lines, as read by an SSE parser); ``data`` is JSON."""
+    event = {"type": "object", "required": ["event", "data"], "properties": {
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data}}}
+    if kind is not None:
+        event["properties"]["event"] = {"const": kind}
+    return event
+
+
+def job_stream_schema() -> dict:
+    """Each event of ``GET /jobs/{id}/events``: its kind, and its data's schema (OpenAPI 3.1: one event)."""
+    stream = [sse_event("job.state", {"$ref": REF + "Job"})]
+    for cls in event_classes():
+        data = {"$ref": REF + cls.__name__ + "Event"}
+        if cls.terminal:  # the job had already ended as the stream opened: {job_id, state}
+            data = {"anyOf": [data, {"$ref": REF + "JobEnded"}]}
+        stream.append(sse_event(cls.kind, data))
+    return {"oneOf": stream}
+
+
+#: each event of a streamed /v1 chat completion
+CHAT_STREAM = {"description": "`data: <chat.completion.chunk>` events, then `data: [DONE]`", "anyOf": [
+    {"type": "object", "required": ["data"], "properties": {"data": {"const": "[DONE]"}}},
+    sse_event(None, {"type": "object", "required": ["id", "object", "choices"], "properties": {
+        "object": {"const": "chat.completion.chunk"}, "choices": {"type": "array", "items": {
+            "type": "object", "required": ["index", "delta", "finish_reason"], "properties": {
+                "delta": {"type": "object", "properties": {"role": {"const": "assistant"},
+                                                           "content": {"type": "string"}}},
+                "finish_reason": {"enum": ["stop", "length", None]}}}}}}),
+    sse_event(None, {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type"], "description": "the job failed mid-stream"}}})]}
+
+
+def components() -> dict[str, dict]:
+    """Every component schema of the document, by name."""
+    event_schemas_ = event_schemas()
+    return {"Error": _ERROR, "ErrorDetail": _ERROR_DETAIL, "Problem": _PROBLEM, "Job": _JOB, "FailedJob": _FAILED_JOB,
+            "JobAccepted": _ACCEPTED, "JobPage": _JOB_PAGE, "JobRequest": _JOB_REQUEST, "JobEnded": _JOB_ENDED,
+            "Event": _events_union(event_schemas_), **event_schemas_,
+            "OpenAIError": _OPENAI_ERROR, "OpenAIUsage": _USAGE, "OpenAIChatRequest": _CHAT_REQUEST,
+            "OpenAIChatCompletion": _CHAT_COMPLETION, "OpenAIEmbeddingsRequest": _EMBED_REQUEST,
+            "OpenAIEmbeddings": _EMBEDDINGS, "OpenAIModels": _OPENAI_MODELS}
