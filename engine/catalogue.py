@@ -44,6 +44,9 @@ class Endpoint:
             schema: dict[str, Any] = dict(specs[0]) if len(specs) == 1 else {"allOf": specs}
             schema["description"] = info.description
             schema["x-flow-type"] = info.type.value
+            widgets = {spec.widget for spec in info.specs}
+            if len(widgets) == 1 and None not in widgets:
+                schema["x-flow-widget"] = widgets.pop()  # the form's control (engine/node.py WIDGETS)
             if name in effective:
                 schema["default"] = effective[name]
             properties[name] = schema

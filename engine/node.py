@@ -9,7 +9,7 @@ import sys
 from typing import Any, ClassVar, Iterable
 
 from .errors import InvalidInput
-from .types import FLOAT, INT, ValueType
+from .types import FLOAT, INT, TEXT, ValueType
 
 # Marks "no default given" inside Input only; it never leaves this module (see Input.required).
 _NO_DEFAULT = object()
@@ -17,19 +17,32 @@ _NO_DEFAULT = object()
 # Seeds stay below 2**53 so that JSON readers that use doubles (browsers) keep them exact.
 SEED_MAX = 2**53 - 1
 
+#: Presentation hints an input may carry (``Input(..., widget="model")``): the one vocabulary, with the
+#: value types each fits. ``/nodes`` serves the hint with the input and the web page picks its control
+#: from it, never from names or descriptions; no hint means the control the value type implies.
+WIDGETS: dict[str, tuple[frozenset[ValueType], str]] = {
+    "model": (frozenset({TEXT}), "a model reference: a picker of the local models and the default, or any other"),
+    "multiline": (frozenset({TEXT}), "long text (a prompt, a template): a text area"),
+    "file": (frozenset({TEXT}), "the path of a file in the input folder"),
+    "image": (frozenset({TEXT}), "an image written inline as base64 or a data URL: a file picker fills it"),
+    "seed": (frozenset({INT}), "a random seed, empty to draw one; every Seed() has it"),
+}
+
 
 class Input:
     """One input port: value type, JSON Schema constraints, default and description."""
 
-    __slots__ = ("type", "description", "_default", "constraints", "seed", "schema", "_validator", "_memo")
+    __slots__ = ("type", "description", "_default", "constraints", "seed", "widget", "schema", "_validator",
+                 "_memo")
 
     def __init__(self, value_type: ValueType, description: str, /, *, default: Any = _NO_DEFAULT,
-                 seed: bool = False, **constraints: Any):
+                 seed: bool = False, widget: str | None = None, **constraints: Any):
         # value_type is positional-only so that `type=` may be given as a JSON Schema constraint
         self.type = ValueType(value_type)
         self.description = description
         self._default = default
         self.seed = seed
+        self.widget = _widget(self.type, widget, seed)
         self.constraints = constraints
         self.schema = self._build_schema()
         self._validator = None
@@ -115,7 +128,27 @@ class Input:
             entry["default"] = self.default
         if self.seed:
             entry["seed"] = True
+        if self.widget is not None:
+            entry["widget"] = self.widget
+        entry["accepts"] = [t.value for t in self.type.accepted]  # output types a link may bring here
         return entry
+
+
+def _widget(value_type: ValueType, widget: str | None, seed: bool) -> str | None:
+    """The checked presentation hint of an input (a wrong one is a programming error, found at import)."""
+    if seed:
+        widget = widget or "seed"
+    if widget is None:
+        return None
+    if widget not in WIDGETS:
+        raise ValueError(f"unknown widget {widget!r}; the widgets are: {', '.join(WIDGETS)}")
+    types, _ = WIDGETS[widget]
+    if value_type not in types:
+        raise ValueError(f"widget {widget!r} fits {'/'.join(sorted(t.value for t in types))} inputs, "
+                         f"not {value_type.value}")
+    if widget == "seed" and not seed:
+        raise ValueError("widget 'seed' belongs to seed inputs; declare them with Seed()")
+    return widget
 
 
 def Seed(description: str = "random seed; leave unset to draw one (the seed used is reported)") -> Input:
@@ -159,6 +192,17 @@ class Node:
     def run(self, ctx, **inputs) -> dict[str, Any]:
         """Compute the outputs from the inputs."""
         raise NotImplementedError
+
+    @classmethod
+    def upgrade(cls, version: int, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The inputs of a node saved with an older ``version`` of this type, rewritten for the current one.
+
+        Override it when a new version renames, drops or re-means an input. ``inputs`` is the saved
+        node's own (literals and links as written; a copy, free to change); a param bound to a renamed
+        input must be re-bound by hand. Raise ValueError saying why for a version that cannot be
+        upgraded. By default none can: a node saved with an older version is refused, naming both.
+        """
+        raise ValueError(f"{cls.type} declares no upgrade from version {version}")
 
     @classmethod
     def check(cls, literals: dict[str, Any], given: set[str]) -> Iterable[tuple[str | None, str]]:

@@ -117,6 +117,9 @@ def _check_declaration(cls: type[Node]) -> None:
         raise RegistryError(f"{_where(cls)}: a one-line docstring is required")
     if cls.run is Node.run:
         raise RegistryError(f"{_where(cls)}: run() is not implemented")
+    if not isinstance(inspect.getattr_static(cls, "upgrade"), classmethod):
+        raise RegistryError(f"{_where(cls)}: upgrade(version, inputs) must be a classmethod (it runs before any "
+                            "instance exists, when a saved workflow is loaded)")
     params = list(inspect.signature(cls.run).parameters.values())[2:]  # after self, ctx
     named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     takes_extra = any(p.kind is p.VAR_KEYWORD for p in params)

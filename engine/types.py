@@ -32,6 +32,15 @@ class ValueType(str, Enum):
         """Whether an output of type ``source`` may feed an input of this type."""
         return source is self or source in _WIDENS_TO.get(self, ())
 
+    @property
+    def accepted(self) -> tuple["ValueType", ...]:
+        """Every output type that may feed an input of this type (itself first): the link rule as data.
+
+        ``/nodes`` serves it with each input (``accepts``), so the web editor checks links by the
+        same rule as validation and never keeps a copy of it.
+        """
+        return (self, *_WIDENS_TO.get(self, ()))
+
 
 TEXT, INT, FLOAT, BOOL, JSON = (ValueType.TEXT, ValueType.INT, ValueType.FLOAT, ValueType.BOOL, ValueType.JSON)
 IMAGE, MASK, AUDIO, VIDEO = (ValueType.IMAGE, ValueType.MASK, ValueType.AUDIO, ValueType.VIDEO)

@@ -1,4 +1,8 @@
-"""The workflow document: parsed once, checked against `workflow.schema.json`, then read-only."""
+"""The workflow document: parsed once, checked against `workflow.schema.json`, then read-only.
+
+The one change it may see: nodes saved with an older version of their type are upgraded, once,
+against the registry that compiles it (:meth:`Workflow.upgrade`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, Mapping
 
 from .errors import InvalidWorkflow, Problem
 from .node import json_problem
+from .upgrade import upgrade_document
 
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
 
@@ -48,7 +53,8 @@ class ParamDecl:
 class Workflow:
     """A parsed, schema-valid workflow document. Build it with `load`, `loads` or `from_dict`."""
 
-    __slots__ = ("doc", "name", "description", "endpoint", "nodes", "params", "outputs", "source", "__weakref__")
+    __slots__ = ("doc", "name", "description", "endpoint", "nodes", "params", "outputs", "source", "_upgraded_for",
+                 "__weakref__")
 
     def __init__(self, doc: dict, source: str | None = None):
         problems = schema_problems(doc) or _unfit_text_problems(doc)
@@ -74,6 +80,26 @@ class Workflow:
         self.outputs: dict[str, Link] | None = (
             None if declared is None else {name: Link(l["from"], l["output"]) for name, l in declared.items()}
         )
+        self._upgraded_for = None  # the registry the node versions were last brought up to
+
+    def upgrade(self, registry) -> None:
+        """Bring nodes saved with an older version of their type up to ``registry``'s, in place; once.
+
+        Raises InvalidWorkflow naming every node that cannot be: saved with an older version its
+        type declares no upgrade from, or with a newer version than the registry's. Afterwards
+        :attr:`doc` is the upgraded document (what jobs store and save nodes embed). Compiling calls
+        it first; nodes that carry no version (the common case) cost one look each.
+        """
+        if self._upgraded_for is registry:
+            return
+        if any("version" in body for body in self.doc["nodes"].values()):
+            doc, problems = upgrade_document(self.doc, registry)
+            if problems:
+                raise InvalidWorkflow(problems)
+            if doc is not self.doc:
+                fresh = Workflow(doc, self.source)  # checks what the upgrades wrote against the schema
+                self.doc, self.nodes = fresh.doc, fresh.nodes
+        self._upgraded_for = registry
 
     @classmethod
     def from_dict(cls, doc: Any, source: str | None = None) -> "Workflow":
@@ -191,7 +217,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _TOP_KEYS = frozenset({"name", "description", "version", "endpoint", "nodes", "params", "outputs"})
 _ENDPOINT = re.compile(r"^(/[a-z0-9][a-z0-9_-]{0,31}){1,4}$")
-_NODE_KEYS = frozenset({"type", "inputs", "meta"})
+_NODE_KEYS = frozenset({"type", "version", "inputs", "meta"})
 _LINK_KEYS = frozenset({"from", "output"})
 _PARAM_KEYS = frozenset({"description", "default", "bind"})
 _BIND_KEYS = frozenset({"node", "input"})
@@ -233,6 +259,8 @@ def _conforms(doc: Any) -> bool:
         if not _matches(_TYPE, node.get("type")):
             return False
         if "meta" in node and type(node["meta"]) is not dict:
+            return False
+        if "version" in node and not (_is_integer(node["version"]) and node["version"] >= 1):
             return False
         inputs = node.get("inputs", {})
         if type(inputs) is not dict:

@@ -13,7 +13,7 @@ from engine.workflow import SCHEMA_PATH, _conforms, _validator
 BASE = {
     "name": "n", "description": "d", "version": 1, "endpoint": "/text/gen",
     "nodes": {
-        "a": {"type": "zoo.inc", "inputs": {"x": 1, "lit": {"not_from": 1}}, "meta": {"pos": [0, 0]}},
+        "a": {"type": "zoo.inc", "version": 2, "inputs": {"x": 1, "lit": {"not_from": 1}}, "meta": {"pos": [0, 0]}},
         "b": {"type": "zoo.add", "inputs": {"a": {"from": "a", "output": "x"}, "b": [1, {"k": "v"}]}},
     },
     "params": {"p": {"description": "p", "default": 3, "bind": [{"node": "a", "input": "x"}]}},
@@ -57,7 +57,7 @@ def mutate(doc, rng):
         elif action < 0.8 and isinstance(parent, dict):
             del parent[key]
         elif isinstance(parent, dict):
-            parent[rng.choice(["extra", "9 bad", "type", "from", "x" * 130, "ok_name"])] = \
+            parent[rng.choice(["extra", "9 bad", "type", "from", "version", "x" * 130, "ok_name"])] = \
                 copy.deepcopy(rng.choice(ODD_VALUES))
     return doc
 
@@ -87,6 +87,8 @@ def test_fast_predicate_agrees_with_jsonschema_on_mutated_documents():
 
 
 @pytest.mark.parametrize("doc", [None, [], "x", {"nodes": {}}, {"nodes": {"a": {"type": "x.y"}}, "version": True},
-                                 {"nodes": {"a": {"type": "x.y"}}, "version": 2.0}])
+                                 {"nodes": {"a": {"type": "x.y"}}, "version": 2.0},
+                                 *({"nodes": {"a": {"type": "x.y", "version": v}}}
+                                   for v in (1, 2.0, 0, -1, 1.5, True, "1", None, 10**30, 1e300))])
 def test_fast_predicate_agrees_on_edge_cases(doc):
     assert _conforms(doc) == _validator().is_valid(doc)

@@ -29,28 +29,24 @@ function kindOf(schema, flowType) {
   return "json";
 }
 
-function isModel(name, schema) {
-  return name === "model" || /\bmodel\b.*(hf:|ollama:|folder)/i.test(schema.description || "");
-}
-
-function wantsFile(schema) {
-  return /base64|data URL/i.test(schema.description || "");
-}
-
 function jsonText(value) {
   if (value === undefined || value === null) return "";
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 /**
- * One labelled field for `name` described by `schema` (JSON Schema plus x-flow-type, default,
- * description). Returns {element, get(), set(value), error(message), input, name}. `get()`
+ * One labelled field for `name` described by `schema` (JSON Schema plus x-flow-type, x-flow-widget,
+ * default, description). Returns {element, get(), set(value), error(message), input, name}. `get()`
  * returns undefined when the field is left empty and is optional (the default then applies).
  */
 export function buildField(name, schema, { value, required = false, models = modelChoices, label = name } = {}) {
   const [s, nullable] = unwrapNullable(schema || {});
   const flowType = schema["x-flow-type"] || schema.flowType;
   const kind = kindOf(s, flowType);
+  // The control comes from the presentation hint (a /nodes input's `widget`, an endpoint request
+  // property's `x-flow-widget`), never from names or descriptions. The vocabulary is engine/node.py's
+  // WIDGETS: model, multiline, file, image, seed; without one a field gets the control its type implies.
+  const widget = schema["x-flow-widget"] || null;
   const id = `f${++uid}-${name.replace(/[^A-Za-z0-9_-]/g, "_")}`;
   const helpId = `${id}-help`;
   const errorId = `${id}-error`;
@@ -75,10 +71,10 @@ export function buildField(name, schema, { value, required = false, models = mod
     if (s.minimum !== undefined) input.min = s.minimum;
     if (s.maximum !== undefined) input.max = s.maximum;
     input.step = s.multipleOf || (kind === "int" ? 1 : "any");
-    if (schema.seed || name === "seed") input.placeholder = "random";
+    if (widget === "seed") input.placeholder = "random";
     get = () => (input.value === "" ? undefined : Number(input.value));
     set = (v) => { input.value = v === undefined || v === null ? "" : String(v); };
-  } else if (kind === "text" && isModel(name, s)) {
+  } else if (kind === "text" && widget === "model") {
     // The model picker: the default first and selected, the local models, and "other".
     input = h("select", { id });
     const refs = [...new Set([initial, ...models].filter((r) => typeof r === "string" && r))];
@@ -101,15 +97,17 @@ export function buildField(name, schema, { value, required = false, models = mod
       input.value = v;
     };
   } else if (kind === "text") {
-    const long = /prompt|text|template|instruction|system/.test(name) || (s.maxLength || 0) > 2000;
+    // A data URL is long too: an image hint gets a text area beside its file picker.
+    const long = widget === "multiline" || widget === "image";
     input = long ? h("textarea", { id, rows: 3 }) : h("input", { id, type: "text" });
+    if (widget === "file") input.placeholder = "a path in the input folder";
     if (s.maxLength !== undefined && s.maxLength < 1e6) input.maxLength = s.maxLength;
     if (s.minLength) input.minLength = s.minLength;
     get = () => (input.value === "" && !required && schema.default === undefined ? undefined : input.value);
     set = (v) => { input.value = v === undefined || v === null ? "" : String(v); };
-    if (wantsFile(s)) {
-      // Media sent as base64: a file picker fills the field with a data URL.
-      const picker = h("input", { type: "file", accept: "image/*,audio/*,video/*", "aria-label": `${label}: choose a file` });
+    if (widget === "image") {
+      // An image sent as base64: a file picker fills the field with a data URL.
+      const picker = h("input", { type: "file", accept: "image/*", "aria-label": `${label}: choose a file` });
       picker.addEventListener("change", () => {
         const file = picker.files[0];
         if (!file) return;

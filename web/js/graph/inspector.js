@@ -2,7 +2,7 @@
 
 import { fill, h } from "../dom.js";
 import { buildField } from "../forms.js";
-import { isLink, isMedia } from "./model.js";
+import { isLink, linkOnly } from "./model.js";
 
 /** Fill `panel` for node `id` of `graph`; `runParams` holds values for inputs bound to params. */
 export function renderInspector(panel, graph, id, { view, runParams, onChange }) {
@@ -42,13 +42,13 @@ export function renderInspector(panel, graph, id, { view, runParams, onChange })
         h("div", { class: "field-head" }, h("span", { class: "label" }, name), h("span", { class: "type-tag", "data-type": inp.type }, inp.type)),
         h("p", {}, `from ${value.from}.${value.output}`), linkSelect,
         errors ? h("small", { class: "error", role: "alert" }, errors) : null);
-    } else if (isMedia(inp.type)) {
+    } else if (linkOnly(inp)) {
       body = h("div", { class: `field${errors ? " has-error" : ""}`, "data-field": name },
         h("div", { class: "field-head" }, h("span", { class: "label" }, name), h("span", { class: "type-tag", "data-type": inp.type }, inp.type)),
         h("small", { class: "help" }, `${inp.description} — link an ${inp.type} output here`), linkSelect,
         errors ? h("small", { class: "error", role: "alert" }, errors) : null);
     } else {
-      const schema = { ...(inp.schema || {}), description: inp.description, "x-flow-type": inp.type, seed: inp.seed };
+      const schema = { ...(inp.schema || {}), description: inp.description, "x-flow-type": inp.type, "x-flow-widget": inp.widget };
       if (!inp.required) schema.default = inp.default;
       const current = param ? (param in runParams ? runParams[param] : graph.params[param].default ?? value) : value;
       const field = buildField(name, schema, { value: current, required: inp.required && !param, label: param ? `${name} (param ${param})` : name });

@@ -1,16 +1,17 @@
 // The graph being edited: a workflow document plus node positions, and the rules for links.
 
-// Safe widenings, as in engine/types.py: any JSON-representable value fits JSON; an INT fits a FLOAT.
-const WIDENS_TO = { JSON: ["TEXT", "INT", "FLOAT", "BOOL"], FLOAT: ["INT"] };
-const MEDIA = new Set(["IMAGE", "MASK", "AUDIO", "VIDEO"]);
+// Which output types may link into an input is the engine's rule (engine/types.py), served with each
+// input of GET /nodes as `accepts`; the editor keeps no copy of it.
 
-/** Whether an output of type `source` may feed an input of type `target`. */
-export function accepts(target, source) {
-  return target === source || (WIDENS_TO[target] || []).includes(source);
+/** Whether an output of type `source` may feed the input described by `inp` (a /nodes input entry).
+ * An input of an unknown node type carries no rule: any link goes, and validation names the type. */
+export function accepts(inp, source) {
+  return !inp.accepts || inp.accepts.includes(source);
 }
 
-export function isMedia(type) {
-  return MEDIA.has(type);
+/** Whether the input takes links only (media): /nodes gives a literal schema only to inputs that take literals. */
+export function linkOnly(inp) {
+  return inp.schema === undefined;
 }
 
 export function isLink(value) {
@@ -25,7 +26,7 @@ export class Graph {
   }
 
   clear() {
-    this.nodes = new Map(); // id -> {type, inputs, meta}
+    this.nodes = new Map(); // id -> {type, version, inputs, meta}
     this.head = {}; // name, description, version, endpoint
     this.params = {};
     this.outputs = null;
@@ -45,7 +46,8 @@ export class Graph {
   inputsOf(id) {
     const spec = this.spec(id);
     const node = this.nodes.get(id);
-    if (!spec) return Object.fromEntries(Object.keys(node.inputs).map((n) => [n, { type: "JSON", description: "" }]));
+    // An unknown type: every input as a JSON one that takes literals and any link (no `accepts`).
+    if (!spec) return Object.fromEntries(Object.keys(node.inputs).map((n) => [n, { type: "JSON", description: "", schema: {}, accepts: null }]));
     const inputs = { ...spec.inputs };
     if (spec.variadic) {
       for (const name of Object.keys(node.inputs)) if (!inputs[name]) inputs[name] = { ...spec.variadic, required: true, variadicInput: true };
@@ -67,7 +69,8 @@ export class Graph {
 
   addNode(type, x = 40, y = 40, id = null) {
     id = id || this.freshId(type);
-    this.nodes.set(id, { type, inputs: {}, meta: { x: Math.round(x), y: Math.round(y) } });
+    const version = this.catalogue[type]?.version;
+    this.nodes.set(id, { type, version, inputs: {}, meta: { x: Math.round(x), y: Math.round(y) } });
     this.changed();
     return id;
   }
@@ -95,7 +98,7 @@ export class Graph {
     const out = this.outputsOf(src)[output];
     const inp = this.inputsOf(dst)[input];
     if (!out || !inp) return "unknown port";
-    if (!accepts(inp.type, out.type)) return `${out.type} does not fit a ${inp.type} input`;
+    if (!accepts(inp, out.type)) return `${out.type} does not fit a ${inp.type} input`;
     if (this.reaches(dst, src)) return "that link would make a cycle";
     return "";
   }
@@ -152,7 +155,8 @@ export class Graph {
     this.params = JSON.parse(JSON.stringify(params));
     this.outputs = outputs ? JSON.parse(JSON.stringify(outputs)) : null;
     for (const [id, node] of Object.entries(nodes)) {
-      this.nodes.set(id, { type: node.type, inputs: JSON.parse(JSON.stringify(node.inputs || {})), meta: { ...(node.meta || {}) } });
+      // The version the node was saved with travels on: the engine upgrades an older one when it loads the document.
+      this.nodes.set(id, { type: node.type, version: node.version, inputs: JSON.parse(JSON.stringify(node.inputs || {})), meta: { ...(node.meta || {}) } });
     }
     this.layout();
     this.changed();
@@ -182,11 +186,12 @@ export class Graph {
     }
   }
 
-  /** The workflow document (positions kept in each node's `meta`). */
+  /** The workflow document (positions kept in each node's `meta`; each node's type version, see engine/upgrade.py). */
   toDoc() {
     const doc = { ...this.head, nodes: {} };
     for (const [id, node] of this.nodes) {
-      doc.nodes[id] = { type: node.type, inputs: node.inputs };
+      const version = node.version ?? this.catalogue[node.type]?.version;
+      doc.nodes[id] = version === undefined ? { type: node.type, inputs: node.inputs } : { type: node.type, version, inputs: node.inputs };
       if (node.meta && Object.keys(node.meta).length) doc.nodes[id].meta = node.meta;
     }
     if (Object.keys(this.params).length) doc.params = this.params;

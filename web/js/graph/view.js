@@ -1,7 +1,7 @@
 // Drawing the graph (node boxes and wires) and moving and connecting by pointer or keyboard.
 
 import { h } from "../dom.js";
-import { isLink, isMedia } from "./model.js";
+import { isLink, linkOnly } from "./model.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -49,7 +49,7 @@ export class GraphView {
       let shown = "";
       if (linked) shown = `← ${value.from}.${value.output}`;
       else if (param) shown = `param ${param}`;
-      else if (!isMedia(inp.type)) shown = summary(value !== undefined ? value : inp.default);
+      else if (!linkOnly(inp)) shown = summary(value !== undefined ? value : inp.default);
       return h("li", { class: `row in${bad.length ? " has-problem" : ""}${inp.required && value === undefined && !param ? " missing" : ""}`, "data-input": name },
         port, h("span", { class: "port-name" }, name), h("span", { class: "type-tag", "data-type": inp.type }, inp.type),
         h("span", { class: "value" }, shown),
