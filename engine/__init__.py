@@ -19,7 +19,18 @@ _EXPORTS = {
     "MASK": ".types", "TEXT": ".types", "VIDEO": ".types", "ValueType": ".types",
     "Workflow": ".workflow",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "version"])
+
+
+def version() -> str:
+    """flow's version, read from the installed package's metadata (pyproject.toml is where it is written)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("flow")
+    except PackageNotFoundError:  # a checkout run without `pip install -e .`
+        return "0+unknown"
 
 
 def __getattr__(name: str):

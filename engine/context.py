@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 from .cancel import CancelToken
+from .errors import NotConfigured
 from .paths import OutputFiles
 
 
@@ -23,23 +24,56 @@ class RunInfo:
     seeds: dict[str, int]
     seed_inputs: dict[str, str]  # node -> the name of its seed input
 
-    def reproducible(self) -> dict:
+    def reproducible(self, pick: Mapping[str, dict] | None = None) -> dict:
         """A workflow document that reproduces this run as is: params default to the values used and
-        every drawn seed is written in. Save nodes embed it in the files they write."""
+        every drawn seed is written in. Save nodes embed it in the files they write.
+
+        ``pick`` singles one item out of a batch: nodes as a workflow writes them (an image's recipe),
+        whose literal inputs are written over this run's (image i: seed + i, batch size 1). Only nodes
+        of this run with the same type are touched, and an input this run links stays linked.
+        """
         import copy
 
         doc = copy.deepcopy(self.workflow)
-        bound = {(b["node"], b["input"]): name for name, p in doc.get("params", {}).items() for b in p["bind"]}
-        for name, param in doc.get("params", {}).items():
-            if name in self.used:
-                param["default"] = self.used[name]
-        for node, seed in self.seeds.items():
-            seed_input = self.seed_inputs[node]
-            if (node, seed_input) in bound:
-                doc["params"][bound[(node, seed_input)]]["default"] = seed
-            else:
-                doc["nodes"][node].setdefault("inputs", {})[seed_input] = seed
+        nodes, params = doc["nodes"], doc.get("params", {})
+        writes = {(node, self.seed_inputs[node]): seed for node, seed in self.seeds.items()}
+        for node, decl in (pick or {}).items():
+            mine = nodes.get(node)
+            if not isinstance(mine, dict) or not isinstance(decl, dict) or mine.get("type") != decl.get("type"):
+                continue  # a recipe from another run (served from cache) whose node is not here
+            for name, value in (decl.get("inputs") or {}).items():
+                if not _is_link(value) and not _is_link((mine.get("inputs") or {}).get(name)):
+                    writes[(node, name)] = value
+        for name in list(params):
+            self._fill_param(params, name, writes)
+        for (node, name), value in writes.items():
+            nodes[node].setdefault("inputs", {})[name] = value
         return doc
+
+    def _fill_param(self, params: dict, name: str, writes: dict) -> None:
+        """Give param ``name`` the value it had; an input that got another value (a seed each) leaves it."""
+        param = params[name]
+        used = self.used.get(name, _UNSET)
+        values = [writes.get((b["node"], b["input"]), used) for b in param["bind"]]
+        if values[0] is not _UNSET and all(v is not _UNSET and v == values[0] for v in values):
+            param["default"] = values[0]  # one value for every input it binds: the param keeps them all
+            for b in param["bind"]:
+                writes.pop((b["node"], b["input"]), None)
+            return
+        # Its inputs got different values: those written leave the param (and get the literal).
+        param["bind"] = [b for b in param["bind"] if (b["node"], b["input"]) not in writes]
+        if not param["bind"]:
+            del params[name]
+        elif used is not _UNSET:
+            param["default"] = used
+
+
+#: a param with no value in this run (no default, none given)
+_UNSET = object()
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"from", "output"}
 
 
 @dataclass(slots=True)
@@ -62,6 +96,13 @@ class NodeContext:
     run: RunInfo | None = None
     #: backend configuration by namespace, read-only (e.g. ``ctx.config.get("text")``)
     config: Mapping[str, Any] = field(default_factory=dict)
+
+    def require_models(self) -> Any:
+        """The model manager; raise :class:`engine.errors.NotConfigured` when this engine was built without one."""
+        if self.models is None:
+            raise NotConfigured(f"{self.node_type} needs the model manager, and this engine was built without one; "
+                                "run it through `flow` or the gateway, which configure one")
+        return self.models
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress of this node (e.g. step 3 of 20); safe to call from any thread."""

@@ -1,30 +1,26 @@
 """AUDIO and VIDEO values and their files: the backend that nodes.music and nodes.video share.
 
 This module holds no nodes. Values are plain numpy arrays on the host while a graph runs;
-files carry a JSON description of how they were made (`params`, plus the caller's
-`workflow` metadata) in the format's own metadata where it can hold it, else in a JSON
-sidecar next to the file. numpy, soundfile, imageio-ffmpeg and Pillow are imported where used.
+files carry the description every saved file carries (engine.provenance: `params` and the
+`workflow` that re-makes them) in the format's own metadata where it can hold it, else in a
+JSON sidecar next to the file; engine.embedded reads it back. numpy, soundfile, imageio-ffmpeg
+and Pillow are imported where used.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import tempfile
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.embedded import EXIF_DESCRIPTION
 from engine.errors import MediaFileError
+from engine.provenance import describe, encode, sidecar
 
 log = logging.getLogger("flow.media")
-
-#: held while a music or video model loads: from_pretrained in transformers 5 / diffusers 0.42
-#: is not thread-safe (two concurrent loads left UMT5's tied embedding uninitialised, or a
-#: module on the meta device). The model manager should hold one such lock for every loader.
-LOAD_LOCK = threading.Lock()
 
 #: audio file formats: extension -> (soundfile format, subtype)
 AUDIO_FORMATS = {
@@ -34,8 +30,6 @@ AUDIO_FORMATS = {
     "mp3": ("MP3", "MPEG_LAYER_III"),
 }
 VIDEO_FORMATS = ("mp4", "gif", "webp")
-# EXIF ImageDescription: where animated WebP files keep the JSON description.
-_EXIF_DESCRIPTION = 0x010E
 
 
 
@@ -80,10 +74,10 @@ class Audio:
             samples = np.concatenate([self.samples, np.zeros((self.channels, want - have), np.float32)], axis=1)
         return replace(self, samples=np.ascontiguousarray(samples))
 
-    def write_file(self, files, prefix: str, fmt: str = "wav", metadata: Any = None) -> Path:
-        """Save to a new file under the output folder (WAV by default), metadata included."""
+    def write_file(self, files, prefix: str, fmt: str = "wav") -> Path:
+        """Save to a new file under the output folder (WAV by default) with its params (no run: no workflow)."""
         path = files.new_path(prefix, f".{fmt}")
-        write_audio(path, self, fmt, describe(self.params, metadata))
+        write_audio(path, self, fmt, describe(None, self.params))
         return path
 
 
@@ -116,31 +110,17 @@ class Video:
         """Already on the host: the value itself."""
         return self
 
-    def write_file(self, files, prefix: str, fmt: str = "mp4", metadata: Any = None) -> Path:
-        """Save to a new file under the output folder (H.264 MP4 by default), metadata included."""
+    def write_file(self, files, prefix: str, fmt: str = "mp4") -> Path:
+        """Save to a new file under the output folder (H.264 MP4 by default) with its params (no run: no workflow)."""
         path = files.new_path(prefix, f".{fmt}")
-        write_video(path, self, fmt, describe(self.params, metadata))
+        write_video(path, self, fmt, describe(None, self.params))
         return path
-
-
-def describe(params: dict, metadata: Any) -> str:
-    """The JSON stored in a file: how the value was made, and the caller's workflow metadata."""
-    body: dict[str, Any] = {"params": params}
-    if metadata is not None:
-        body["workflow"] = metadata
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
-
-
-def sidecar(path: str | Path) -> Path:
-    """Where a file's JSON description goes when its format cannot hold it: `<file>.json`."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
 
 
 # -- audio files ----------------------------------------------------------------------------
 
 
-def write_audio(path: Path, audio: Audio, fmt: str, description: str) -> None:
+def write_audio(path: Path, audio: Audio, fmt: str, description: dict) -> None:
     """Write `audio` as `fmt`; the description goes into the comment tag, or a sidecar if it does not fit."""
     import numpy as np
     import soundfile as sf
@@ -148,6 +128,7 @@ def write_audio(path: Path, audio: Audio, fmt: str, description: str) -> None:
     if fmt not in AUDIO_FORMATS:
         raise MediaFileError(f"audio format {fmt!r} is not supported; use one of {', '.join(AUDIO_FORMATS)}")
     container, subtype = AUDIO_FORMATS[fmt]
+    description = encode(description)
     data = np.clip(np.asarray(audio.samples, dtype=np.float32), -1.0, 1.0).T  # soundfile wants (samples, channels)
     try:
         with sf.SoundFile(path, "w", samplerate=int(audio.sample_rate), channels=audio.channels,
@@ -164,10 +145,9 @@ def write_audio(path: Path, audio: Audio, fmt: str, description: str) -> None:
 
 def read_audio_comment(path: Path) -> str:
     """The comment tag of an audio file ('' when it has none)."""
-    import soundfile as sf
+    from engine.embedded import container_comment
 
-    with sf.SoundFile(path) as f:
-        return f.comment or ""
+    return container_comment(path)
 
 
 def _write_sidecar(path: Path, description: str) -> None:
@@ -178,8 +158,9 @@ def _write_sidecar(path: Path, description: str) -> None:
 # -- video files ----------------------------------------------------------------------------
 
 
-def write_video(path: Path, video: Video, fmt: str, description: str) -> None:
+def write_video(path: Path, video: Video, fmt: str, description: dict) -> None:
     """Write `video` as H.264 MP4 (with its soundtrack as AAC), GIF or animated WebP, description included."""
+    description = encode(description)
     if fmt == "mp4":
         _write_mp4(path, video, description)
     elif fmt in ("gif", "webp"):
@@ -255,7 +236,7 @@ def _write_animation(path: Path, video: Video, fmt: str, description: str) -> No
         options["comment"] = description.encode("utf-8")
     else:
         exif = Image.Exif()
-        exif[_EXIF_DESCRIPTION] = description
+        exif[EXIF_DESCRIPTION] = description  # where animated WebP keeps it
         options.update(exif=exif.tobytes(), lossless=True)
     try:
         images[0].save(path, format=fmt.upper(), **options)
@@ -265,34 +246,6 @@ def _write_animation(path: Path, video: Video, fmt: str, description: str) -> No
 
 def read_video_comment(path: Path) -> str:
     """The JSON description stored in a video file written here ('' when it has none)."""
-    path = Path(path)
-    if path.suffix == ".mp4":
-        done = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-                              capture_output=True, text=True)
-        return _parse_ffmetadata(done.stdout).get("comment", "")
-    from PIL import Image
+    from engine.embedded import container_comment
 
-    with Image.open(path) as image:
-        if path.suffix == ".gif":
-            return image.info.get("comment", b"").decode("utf-8")
-        return str(image.getexif().get(_EXIF_DESCRIPTION, ""))
-
-
-def _parse_ffmetadata(text: str) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    key, value, escaped, in_key = [], [], False, True
-    for char in text.split("\n", 1)[1] if "\n" in text else "":
-        if escaped:
-            (key if in_key else value).append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "=" and in_key:
-            in_key = False
-        elif char == "\n":
-            if not in_key:
-                tags["".join(key)] = "".join(value)
-            key, value, in_key = [], [], True
-        else:
-            (key if in_key else value).append(char)
-    return tags
+    return container_comment(path)

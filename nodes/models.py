@@ -1,7 +1,6 @@
 """Model management as a node: pull a model so later nodes (or requests) find it locally."""
 
 from engine import TEXT, Cancelled, Input, Node, Output
-from engine.errors import NotConfigured
 
 
 class Pull(Node):
@@ -11,7 +10,7 @@ class Pull(Node):
     volatile = True  # what is on disk changes outside the graph: always check
     inputs = {
         "ref": Input(TEXT, "model reference, e.g. hf:stabilityai/sd-turbo or ollama:llama3.2",
-                     minLength=1, maxLength=512),
+                     minLength=1, maxLength=512, widget="model"),
         "variant": Input(TEXT, "weights variant to fetch for Hugging Face models (empty: the default)",
                          default="", enum=["", "fp16"]),
     }
@@ -21,10 +20,8 @@ class Pull(Node):
     }
 
     def run(self, ctx, ref, variant):
-        if ctx.models is None:
-            raise NotConfigured("model.pull needs the model manager, and this engine was built without one; "
-                                "run it through `flow` or the gateway, which configure one")
-        parsed = ctx.models.store.parse(ref)
+        store = ctx.require_models().store
+        parsed = store.parse(ref)
 
         def progress(report):
             ctx.check_cancelled()  # raising here stops the download; the next pull resumes it
@@ -32,10 +29,9 @@ class Pull(Node):
 
         # on_cancel: a cancelled or timed-out job closes the pull's stream, even if the server went silent
         try:
-            folder = ctx.models.store.pull(parsed, variant=variant or None, progress=progress,
-                                           on_cancel=ctx.on_cancel)
+            folder = store.pull(parsed, variant=variant or None, progress=progress, on_cancel=ctx.on_cancel)
         except Cancelled:
             ctx.check_cancelled()  # the job's own reason (its time limit, a request), not the stream's
             raise
-        location = str(folder) if folder is not None else f"{parsed.name}:{parsed.revision or 'latest'}"
+        location = str(folder) if folder is not None else parsed.ollama_name
         return {"ref": str(parsed), "location": location}

@@ -3,17 +3,22 @@
 Nothing here imports torch or huggingface_hub at import time; they are imported where used.
 """
 
+from .device import DeviceBudget, dtype_for
 from .manager import ModelManager
 from .ollama import OllamaClient, OllamaModel, OllamaUnavailable, PullProgress
 from .refs import ModelRef, parse_ref
 from .report import Counters, LoadedModel, MemoryReport
+from .sizes import GiB, MiB, format_bytes
 from .store import LocalModel, ModelStore
 
 __all__ = [
     "Counters",
+    "DeviceBudget",
+    "GiB",
     "LoadedModel",
     "LocalModel",
     "MemoryReport",
+    "MiB",
     "ModelManager",
     "ModelRef",
     "ModelStore",
@@ -21,5 +26,7 @@ __all__ = [
     "OllamaModel",
     "OllamaUnavailable",
     "PullProgress",
+    "dtype_for",
+    "format_bytes",
     "parse_ref",
 ]

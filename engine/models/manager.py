@@ -2,9 +2,14 @@
 
 Places: "device" (the compute device: the GPU, or the CPU on a machine without one, where the
 same accounting runs against the configured budget) and "cpu" (offloaded to RAM); a dropped
-model is simply forgotten. A leased (pinned) model is never moved or dropped. One lock guards
-the bookkeeping and the moves; loading from disk happens outside it, one load per model, and
-concurrent leases of a model that is loading wait for that load.
+model is simply forgotten. A leased (pinned) model is never moved or dropped.
+
+One lock guards the bookkeeping and the moves; nothing under it waits on the network. Ollama is
+asked what it holds before the lock is taken, and the Ollama models chosen to make room are
+unloaded after it is released, while the model being placed holds their room ("placing"). The
+device probe (it imports torch) runs once under a lock of its own. Loading from disk happens
+outside the lock: one load per model (concurrent leases of a loading model wait for it), one
+load at a time in the process (see `_LOADING`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import gc
 import itertools
 import logging
 import os
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -23,18 +27,24 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import FlowError, OutOfMemory
+from . import oom
+from .device import DeviceBudget, empty_cache, half_of_ram, probe
 from .ollama import OllamaClient
-from .report import Counters, LoadedModel, MemoryReport
 from .refs import ModelRef
-from .sizes import CPU_OFFLOAD_METHOD, largest_part_bytes, lower_memory, model_bytes, move, supports_cpu_offload
+from .report import Counters, LoadedModel, MemoryReport
+from .sizes import (CPU_OFFLOAD_METHOD, GiB, format_bytes, largest_part_bytes, lower_memory, model_bytes, move,
+                    supports_cpu_offload)
 from .store import ModelStore, Progress
 
 log = logging.getLogger("flow.models")
 
 T = TypeVar("T")
-GiB = 1 << 30
-#: the budget a CPU-only machine accounts against when none is configured: the target card's 12 GiB
-CPU_DEVICE_DEFAULT_BUDGET = 12 * GiB
+
+# diffusers and accelerate patch torch.nn.Module for the whole process while they load (empty
+# weights on the meta device, tied weights); two loads at once in different threads corrupt each
+# other ("Cannot copy out of meta tensor", re-initialised tied weights). Every loader runs here,
+# under this one process-wide lock: loads are serialised, runs are not.
+_LOADING = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -45,7 +55,7 @@ class _Entry:
     model: Any = None
     size: int = 0
     largest_part: int = 0
-    place: str = "loading"
+    place: str = "loading"  # then "cpu", "placing" (room held while Ollama unloads), "device", "dropped"
     pins: int = 0
     tick: int = 0
     last_used: float = 0.0
@@ -77,15 +87,13 @@ class ModelManager:
     ):
         self.store = store
         self.ollama = ollama
-        self._device_wanted = device or None  # None: probe torch on first use
-        self._budget_wanted = gpu_budget
-        self._reserve = gpu_reserve
-        self.cpu_budget = cpu_budget or _half_of_ram()
-        self._device: str | None = None
-        self._budget = 0
-        self._budget_source = "not probed yet (no model leased)"
+        self._wanted = (device or None, gpu_budget, gpu_reserve)  # device None: probe torch on first use
+        self.cpu_budget = cpu_budget or half_of_ram()
+        self._found: DeviceBudget | None = None
+        self._probe_lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.RLock()
+        self._placed = threading.Condition(self._lock)  # an entry left "placing"
         self._ticks = itertools.count(1)
         self.counters = Counters()
 
@@ -117,41 +125,27 @@ class ModelManager:
             try:
                 yield entry.model
             except BaseException as exc:
-                if not _is_torch_oom(exc):
+                if not oom.is_torch_oom(exc):
                     raise
-                detail = _first_line(exc)
+                detail = oom.first_line(exc)
             else:
                 return
             # The except block has ended: the error (and the activations its frames hold) can go.
             self._free_idle()
-            raise OutOfMemory(self._oom_message(entry, detail, "use ModelManager.run to retry automatically"))
+            raise self._oom(entry, detail, "use ModelManager.run to retry automatically")
 
     def run(self, ref: str | ModelRef, loader: Callable[[Path], Any], work: Callable[[Any], T], *,
             variant: str = "", progress: Progress | None = None) -> T:
-        """Lease a model and return `work(model)`, climbing the out-of-memory ladder.
+        """Lease a model and return `work(model)`, climbing the out-of-memory ladder (see :mod:`.oom`).
 
         On torch's out-of-memory error: free the allocator cache and evict every idle model,
         retry once; then switch on the lower-memory modes the model supports and retry; then
         raise :class:`OutOfMemory`. The manager stays usable either way.
         """
-        torch = _torch()
         with self._lease(ref, loader, variant, progress) as entry:
-            detail = ""
-            for attempt in range(3):
-                if attempt == 1:
-                    self._free_idle()
-                elif attempt == 2 and not self._lower_memory(entry):
-                    break
-                if attempt:
-                    with self._lock:
-                        self.counters.oom_retries += 1
-                try:
-                    return work(entry.model)
-                except torch.OutOfMemoryError as exc:
-                    detail = _first_line(exc)
-                    log.warning("%s ran out of memory (attempt %d): %s", entry.ref, attempt + 1, detail)
-            self._free_idle()
-            raise OutOfMemory(self._oom_message(entry, detail, "try a smaller size or a smaller model"))
+            return oom.climb(lambda: work(entry.model), label=entry.ref, free=self._free_idle,
+                             lower=lambda: bool(self._lower_memory(entry)), retried=self._count_retry,
+                             give_up=lambda detail: self._oom(entry, detail, "try a smaller size or a smaller model"))
 
     @contextmanager
     def _lease(self, ref, loader, variant: str, progress) -> Iterator[_Entry]:
@@ -178,9 +172,6 @@ class ModelManager:
     def _load(self, entry: _Entry, ref: ModelRef, loader, progress) -> None:
         try:
             path = self.store.path(ref, progress)
-            # diffusers and accelerate patch torch.nn.Module for the whole process while they load;
-            # two loads at once in different threads corrupt each other ("Cannot copy out of meta
-            # tensor", re-initialised tied weights). Loads are serialised; runs are not.
             with _LOADING:
                 model = loader(path)
             size, largest = model_bytes(model), largest_part_bytes(model)
@@ -193,83 +184,95 @@ class ModelManager:
         with self._lock:
             entry.model, entry.size, entry.largest_part, entry.place = model, size, largest, "cpu"
             self.counters.loads += 1
-        log.info("loaded %s from disk (%s)", entry.ref, _gib(size))
+        log.info("loaded %s from disk (%s)", entry.ref, format_bytes(size))
         entry.ready.set_result(None)
 
     # -- placement ---------------------------------------------------------------------------
 
     def _place(self, entry: _Entry, hit: bool) -> None:
+        """Put a leased model on the device: 1. ask Ollama what it holds (no lock), 2. decide and
+        offload idle models (lock), 3. unload the Ollama models chosen (no lock), 4. move (lock)."""
+        found = self._probe()
+        ollama = self._ollama_models() if entry.place != "device" else {}  # unlocked read: a hint only
         with self._lock:
-            self._probe()
             if hit:
                 self.counters.hits += 1
+            while entry.place == "placing":  # another lease of this model is placing it
+                self._placed.wait()
             if entry.place == "device":
                 return
-            if (entry.size > self._budget and self._device != "cpu" and not entry.modes
+            if (entry.size > found.budget and found.device != "cpu" and not entry.modes
                     and supports_cpu_offload(entry.model)):
                 # Too big to sit on the device whole: run it with model CPU offload, which keeps
                 # one component there at a time, instead of refusing it.
                 log.warning("%s (%s) is larger than the %s budget: using model CPU offload",
-                            entry.ref, _gib(entry.size), _gib(self._budget))
+                            entry.ref, format_bytes(entry.size), format_bytes(found.budget))
                 self._lower_memory(entry)
-            self._make_room(entry)
-            self._move(entry, self._device)
-            entry.place = "device"
-            self.counters.moves_to_device += 1
-            self._trim_cpu()
+            unload = self._make_room(entry, found, ollama)
+            if not unload:
+                self._to_device(entry, found)
+                return
+            entry.place = "placing"  # counted on the device: the room is ours while Ollama unloads
+        try:
+            for name in unload:
+                log.info("asking Ollama to unload %s (%s) to make room for %s", name, format_bytes(ollama[name]),
+                         entry.ref)
+                self.ollama.unload(name)
+                with self._lock:
+                    self.counters.ollama_unloads += 1
+            with self._lock:
+                self._to_device(entry, found)
+        finally:
+            with self._lock:
+                if entry.place == "placing":  # an unload failed: give the room back
+                    entry.place = "cpu"
+                self._placed.notify_all()
 
-    def _make_room(self, entry: _Entry) -> None:
-        """Offload idle models (least recently used first), then ask Ollama, until `entry` fits."""
-        ollama = self._ollama_models()
-        need = self._device_used() + sum(ollama.values()) + entry.footprint - self._budget
+    def _make_room(self, entry: _Entry, found: DeviceBudget, ollama: dict[str, int]) -> list[str]:
+        """Offload idle models (least recently used first) until `entry` fits beside what Ollama holds;
+        return the Ollama models to unload for the rest (largest first), or raise :class:`OutOfMemory`."""
+        need = self._device_used() + sum(ollama.values()) + entry.footprint - found.budget
         for other in sorted(self._idle("device"), key=lambda e: e.tick):
             if need <= 0:
                 break
             need -= other.footprint
             self._offload(other)
+        unload = []
         for name, vram in sorted(ollama.items(), key=lambda kv: -kv[1]):
             if need <= 0:
                 break
-            log.info("asking Ollama to unload %s (%s) to make room for %s", name, _gib(vram), entry.ref)
-            self.ollama.unload(name)
-            self.counters.ollama_unloads += 1
+            unload.append(name)
             need -= vram
         if need > 0:
-            busy = ", ".join(f"{e.ref} ({_gib(e.size)})" for e in self._entries.values()
-                             if e.place == "device" and e.pins) or "none"
-            raise OutOfMemory(
-                f"model {entry.ref} needs {_gib(entry.footprint)} but only {_gib(entry.footprint - need)} of the "
-                f"{_gib(self._budget)} budget on {self._device} can be freed (in use: {busy}); wait for the "
-                "other jobs, pick a smaller model, or raise FLOW_GPU_BUDGET_BYTES / lower FLOW_GPU_RESERVE_BYTES"
-            )
-        if self._device != "cpu":
-            _torch().cuda.empty_cache()
+            busy = [(e.ref, e.size) for e in self._entries.values() if e.place in ("device", "placing") and e.pins]
+            raise OutOfMemory(oom.no_room_message(entry.ref, entry.footprint, entry.footprint - need, found, busy))
+        return unload
+
+    def _to_device(self, entry: _Entry, found: DeviceBudget) -> None:
+        entry.place = "cpu"  # until the move succeeds (an out-of-memory error leaves it in RAM)
+        empty_cache(found.device)
+        self._move(entry, found.device)
+        entry.place = "device"
+        self.counters.moves_to_device += 1
+        self._trim_cpu()
 
     def _move(self, entry: _Entry, device: str) -> None:
         if entry.hooked:
             return
-        torch = _torch()
-        try:
-            move(entry.model, device)
-            return
-        except torch.OutOfMemoryError as exc:
-            detail = _first_line(exc)
+
+        def give_up(detail: str) -> OutOfMemory:
+            move(entry.model, "cpu")  # never leave it half on the GPU
+            return self._oom(entry, detail, "pick a smaller model or free the GPU")
+
         # A real allocator failure despite the accounting (fragmentation, another process): free, retry once.
-        self.counters.oom_retries += 1
-        self._free_idle(keep=entry)
-        try:
-            move(entry.model, device)
-            return
-        except torch.OutOfMemoryError as exc:
-            detail = _first_line(exc)
-        move(entry.model, "cpu")  # never leave it half on the GPU
-        raise OutOfMemory(self._oom_message(entry, detail, "pick a smaller model or free the GPU"))
+        oom.climb(lambda: move(entry.model, device), label=entry.ref, free=lambda: self._free_idle(keep=entry),
+                  retried=self._count_retry, give_up=give_up)
 
     def _offload(self, entry: _Entry) -> None:
         self._move(entry, "cpu")
         entry.place = "cpu"
         self.counters.offloads += 1
-        log.info("offloaded %s to CPU RAM (%s)", entry.ref, _gib(entry.size))
+        log.info("offloaded %s to CPU RAM (%s)", entry.ref, format_bytes(entry.size))
 
     def _trim_cpu(self) -> None:
         """Drop the least recently used idle offloaded models while RAM is over its budget."""
@@ -282,7 +285,7 @@ class ModelManager:
         del self._entries[(entry.ref, entry.variant)]
         entry.model, entry.place = None, "dropped"
         self.counters.drops += 1
-        log.info("dropped %s (%s)", entry.ref, _gib(entry.size))
+        log.info("dropped %s (%s)", entry.ref, format_bytes(entry.size))
 
     def _free_idle(self, keep: _Entry | None = None) -> None:
         """After an out-of-memory error: offload every idle model and empty the allocator cache."""
@@ -292,14 +295,13 @@ class ModelManager:
                     self._offload(entry)
             self._trim_cpu()
         gc.collect()
-        if self._device not in (None, "cpu"):
-            _torch().cuda.empty_cache()
+        empty_cache(self._found and self._found.device)
 
     def _lower_memory(self, entry: _Entry) -> list[str]:
         with self._lock:
             if entry.modes:
                 return []
-            modes = lower_memory(entry.model, self._device or "cpu")
+            modes = lower_memory(entry.model, self._probe().device)
             entry.modes = tuple(modes)
             if modes:
                 self.counters.low_memory_switches += 1
@@ -310,14 +312,14 @@ class ModelManager:
 
     def free(self, nbytes: int) -> int:
         """Offload idle models until `nbytes` of the device budget are free (e.g. for an Ollama model); return bytes free."""
+        budget = self._probe().budget
         with self._lock:
-            self._probe()
             for entry in sorted(self._idle("device"), key=lambda e: e.tick):
-                if self._budget - self._device_used() >= nbytes:
+                if budget - self._device_used() >= nbytes:
                     break
                 self._offload(entry)
             self._trim_cpu()
-            return self._budget - self._device_used()
+            return budget - self._device_used()
 
     def unload(self, ref: str | None = None) -> dict[str, list[str]]:
         """Drop one model (every variant of `ref`) or all; leased ones stay and are listed as busy."""
@@ -335,8 +337,7 @@ class ModelManager:
                     self._drop(entry)
                     done["unloaded"].append(entry.ref)
         gc.collect()
-        if self._device not in (None, "cpu"):
-            _torch().cuda.empty_cache()
+        empty_cache(self._found and self._found.device)
         return done
 
     def loaded(self) -> list[LoadedModel]:
@@ -346,65 +347,54 @@ class ModelManager:
             return [LoadedModel(e.ref, e.variant, e.size, e.place, e.last_used, e.pins, e.modes) for e in entries]
 
     def report(self) -> MemoryReport:
-        """Budgets, usage, models and counters; the device is named as it is (never a pretend GPU)."""
+        """Budgets, usage, models and counters; the device is named as it is (never a pretend GPU).
+
+        `/health` calls it: it never probes the device, and asks Ollama before taking the lock.
+        """
+        found = self._found
+        ollama_vram = sum(self._ollama_models().values()) if found else 0
         with self._lock:
             return MemoryReport(
-                self._device, self._budget, self._budget_source, self._device_used(),
-                sum(self._ollama_models().values()) if self._device else 0, self.cpu_budget, self._cpu_used(),
-                tuple(self.loaded()), Counters(**vars(self.counters)),
+                found and found.device, found.budget if found else 0,
+                found.source if found else "not probed yet (no model leased)", self._device_used(), ollama_vram,
+                self.cpu_budget, self._cpu_used(), tuple(self.loaded()), Counters(**vars(self.counters)),
             )
 
     @property
     def device(self) -> str:
         """The compute device loaders should target ("cuda" or "cpu"), probed on first call."""
-        with self._lock:
-            self._probe()
-            return self._device
+        return self._probe().device
 
     @property
     def budget(self) -> int:
         """Bytes of the device the manager may fill."""
-        with self._lock:
-            self._probe()
-            return self._budget
+        return self._probe().budget
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _probe(self) -> None:
-        if self._device is not None:
-            return
-        device = self._device_wanted
-        torch = _torch() if device != "cpu" else None
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device != "cpu":
-            free, total = torch.cuda.mem_get_info(device)
-            name = torch.cuda.get_device_name(device)
-            kind = "ROCm" if torch.version.hip else "CUDA"
-            if self._budget_wanted:
-                self._budget, source = self._budget_wanted, "configured"
-            else:
-                self._budget = total - self._reserve
-                source = f"detected: {_gib(total)} total - {_gib(self._reserve)} reserve"
-            self._budget_source = f"{kind} GPU {name}, {source}"
-        else:
-            self._budget = self._budget_wanted or CPU_DEVICE_DEFAULT_BUDGET - self._reserve
-            how = "configured" if self._budget_wanted else "default, set FLOW_GPU_BUDGET_BYTES"
-            self._budget_source = f"no GPU: the device is the CPU; the budget is {how}, not a GPU's memory"
-        self._device = device
-        log.info("model memory: device %s, budget %s (%s)", device, _gib(self._budget), self._budget_source)
+    def _probe(self) -> DeviceBudget:
+        """The device and its budget, probed once; under a lock of its own, so reports never wait on it."""
+        if self._found is None:
+            with self._probe_lock:
+                if self._found is None:
+                    self._found = probe(*self._wanted)
+        return self._found
 
     def _idle(self, place: str) -> list[_Entry]:
         return [e for e in self._entries.values() if e.place == place and e.pins == 0]
 
     def _device_used(self) -> int:
-        return sum(e.footprint for e in self._entries.values() if e.place == "device")
+        return sum(e.footprint for e in self._entries.values() if e.place in ("device", "placing"))
 
     def _cpu_used(self) -> int:
         return sum(e.size for e in self._entries.values() if e.place == "cpu")
 
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.counters.oom_retries += 1
+
     def _ollama_models(self) -> dict[str, int]:
-        """What Ollama holds on the GPU now (empty when unconfigured or unreachable, logged)."""
+        """What Ollama holds on the GPU now (empty when unconfigured or unreachable, logged); an HTTP call."""
         if self.ollama is None:
             return {}
         try:
@@ -413,40 +403,5 @@ class ModelManager:
             log.debug("not counting Ollama: %s", exc)
             return {}
 
-    def _oom_message(self, entry: _Entry, detail: str, hint: str) -> str:
-        modes = f"; lower-memory modes on: {', '.join(entry.modes)}" if entry.modes else ""
-        return (
-            f"model {entry.ref} ({_gib(entry.size)}) ran out of memory on {self._device} "
-            f"(budget {_gib(self._budget)}){modes}: {detail}; idle models were freed, so {hint}, "
-            "or lower FLOW_GPU_BUDGET_BYTES to leave more room for activations"
-        )
-
-
-_LOADING = threading.Lock()  # one model load at a time in this process (see _load)
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def _is_torch_oom(exc: BaseException) -> bool:
-    # Only torch can raise its own error, so a torch that was never imported means "not this".
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _gib(nbytes: int) -> str:
-    return f"{nbytes / GiB:.2f} GiB" if nbytes >= GiB // 10 else f"{nbytes / (1 << 20):.2f} MiB"
-
-
-def _half_of_ram() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * GiB
+    def _oom(self, entry: _Entry, detail: str, hint: str) -> OutOfMemory:
+        return OutOfMemory(oom.message(entry.ref, entry.size, self._probe(), entry.modes, detail, hint))

@@ -46,8 +46,13 @@ class ModelRef:
         if self.source == "hf":
             return f"hf:{self.name}" + (f"@{self.revision}" if self.revision else "")
         if self.source == "ollama":
-            return f"ollama:{self.name}:{self.revision or 'latest'}"
+            return f"ollama:{self.ollama_name}"
         return self.name
+
+    @property
+    def ollama_name(self) -> str:
+        """`NAME:TAG`, the name the Ollama server knows this model by (tag `latest` when none was given)."""
+        return f"{self.name}:{self.revision or 'latest'}"
 
     @property
     def path(self) -> Path:

@@ -3,15 +3,26 @@
 A "model" is whatever a loader returned: a torch module, a diffusers pipeline (anything with
 a `components` dict), or a tuple/list/dict of those (e.g. a model with its tokenizer).
 Parts that are not torch modules (tokenizers, schedulers) weigh nothing and do not move.
+Sizes are bytes everywhere; `GiB` and `format_bytes` are the one place they become text.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
+MiB = 1 << 20
+GiB = 1 << 30
+
 # diffusers' lower-memory switches, cheapest first; each is used only if the pipeline has it.
 LOW_MEMORY_METHODS = ("enable_vae_slicing", "enable_vae_tiling", "enable_attention_slicing")
 CPU_OFFLOAD_METHOD = "enable_model_cpu_offload"
+
+
+def format_bytes(nbytes: int, digits: int = 2) -> str:
+    """A size a person reads: GiB, or MiB below a tenth of a GiB (e.g. "11.50 GiB", "96.00 MiB")."""
+    if nbytes >= GiB // 10:
+        return f"{nbytes / GiB:.{digits}f} GiB"
+    return f"{nbytes / MiB:.{digits}f} MiB"
 
 
 def _modules(model: Any, seen: set[int] | None = None) -> Iterator[Any]:

@@ -83,7 +83,7 @@ class ModelStore:
         if ref.source != "ollama":
             raise InvalidModelRef(f"{ref} is not an Ollama model; write ollama:NAME[:TAG]")
         client = self._ollama_client()
-        name = f"{ref.name}:{ref.revision or 'latest'}"
+        name = ref.ollama_name
         if not client.has(name):
             if not self.pull_on_demand:
                 raise ModelNotFound(str(ref), ref.pull_command(), "Ollama does not have it")
@@ -101,7 +101,7 @@ class ModelStore:
         if ref.source == "local":
             raise InvalidModelRef(f"{ref} is a local folder; there is nothing to pull")
         if ref.source == "ollama":
-            self._ollama_client().pull(f"{ref.name}:{ref.revision or 'latest'}", progress, on_cancel=on_cancel)
+            self._ollama_client().pull(ref.ollama_name, progress, on_cancel=on_cancel)
             return None
         return hf.pull(self.hf_cache, ref, endpoint=self.hf_endpoint, token=self._hf_token,
                        variant=variant, progress=progress, timeouts=self.timeouts)

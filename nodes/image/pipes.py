@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine import InvalidInput
-from engine.errors import NotConfigured
+from engine.models import dtype_for
 
 #: the manager's cache key for this loader (reference + variant): image nodes share one load
 VARIANT = "image"
@@ -121,7 +121,7 @@ def loader(device: str) -> Callable[[Path], Pipelines]:
         import torch
         from diffusers import DiffusionPipeline
 
-        dtype = torch.float16 if device != "cpu" else torch.float32
+        dtype = getattr(torch, dtype_for(device))
         try:
             base = DiffusionPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True,
                                                      variant=_variant(folder, device))
@@ -185,8 +185,6 @@ def diffuse(ctx, pipes: Pipelines, task: str, scheduler: str, seeds: list[int], 
 
 def lease_and_run(ctx, model: str, work: Callable[[Pipelines], Any]) -> Any:
     """Run `work(pipes)` on the model through the manager's out-of-memory ladder, holding the GPU lock."""
-    if ctx.models is None:
-        raise NotConfigured(f"{ctx.node_type} needs the model manager, and this engine was built without one; "
-                            "run it through `flow` or the gateway, which configure one")
+    manager = ctx.require_models()
     with ctx.gpu():
-        return ctx.models.run(model, loader(ctx.models.device), work, variant=VARIANT)
+        return manager.run(model, loader(manager.device), work, variant=VARIANT)

@@ -1,10 +1,10 @@
-"""How the text nodes are configured: privacy, the OpenAI-compatible server, default models.
+"""How the text nodes are configured: privacy, the OpenAI-compatible server, default models, timeouts.
 
-The engine reads no environment, so the face builds one :class:`TextBackends` from its
-settings and gives it to the engine as its ``"text"`` configuration
-(``Engine(..., config={"text": TextBackends.from_settings(settings)})``). Nodes read it with
-:meth:`TextBackends.of`; without one they use the defaults below (privacy strict, no OpenAI
-server), and the Ollama server is whichever the model manager was built with.
+Every setting is declared once, in :class:`engine.settings.Settings`; :class:`TextBackends` is
+the text nodes' view of it. The engine reads no environment, so the face gives the engine one
+as its ``"text"`` configuration (``Engine(..., config={"text": TextBackends.from_settings(settings)})``).
+Nodes read it with :meth:`TextBackends.of`; without one they use the settings' defaults (privacy
+strict, no OpenAI server), and the Ollama server is whichever the model manager was built with.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import NotConfigured
+from engine.settings import Settings
 
 #: the engine configuration key of the text nodes
 KEY = "text"
@@ -28,42 +29,29 @@ DEFAULTS = {
 
 @dataclass(frozen=True)
 class TextBackends:
-    """Backend configuration the text nodes read: privacy, OpenAI-compatible server, defaults."""
+    """The settings the text nodes read (privacy, OpenAI-compatible server, default models, timeouts), checked."""
 
-    #: "strict": never leave this machine; "flexible": remote models allowed when named
-    privacy: str = "strict"
-    #: base URL of an OpenAI-compatible server (".../v1"); "" = none
-    openai_base_url: str = ""
-    #: its key (never printed)
-    openai_api_key: str = field(default="", repr=False)
-    #: default chat model ("" = by task, see DEFAULTS)
-    text_model: str = ""
-    #: under "flexible": the model used when the local one is unavailable ("" = none)
-    fallback_model: str = ""
-    #: keep_alive sent to Ollama ("" = its default)
-    ollama_keep_alive: str = ""
-    #: seconds to wait for a backend server to accept a connection
-    connect_timeout: float = 10.0
-    #: seconds a backend server may stay silent mid-request (per read: a streaming generation never hits it)
-    read_timeout: float = 300.0
+    settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self):
         if self.privacy not in PRIVACY:
-            raise NotConfigured(f"privacy must be 'strict' or 'flexible', got {self.privacy!r}; fix FLOW_PRIVACY")
+            raise NotConfigured(f"privacy must be 'strict' or 'flexible', got {self.settings.privacy!r}; "
+                                "fix FLOW_PRIVACY")
 
     @classmethod
-    def from_settings(cls, settings) -> "TextBackends":
+    def from_settings(cls, settings: Settings) -> "TextBackends":
         """The configuration from :class:`engine.settings.Settings`."""
-        return cls(
-            privacy=(settings.privacy or "strict").strip().lower(),
-            openai_base_url=settings.openai_base_url,
-            openai_api_key=settings.openai_api_key,
-            text_model=settings.text_model,
-            fallback_model=settings.text_fallback_model,
-            ollama_keep_alive=settings.ollama_keep_alive,
-            connect_timeout=settings.backend_connect_timeout,
-            read_timeout=settings.backend_read_timeout,
-        )
+        return cls(settings)
+
+    @property
+    def privacy(self) -> str:
+        """"strict": never leave this machine; "flexible": remote models allowed when named."""
+        return (self.settings.privacy or "strict").strip().lower()
+
+    @property
+    def timeouts(self) -> tuple[float, float]:
+        """(connect, read) seconds for a backend server; read is per read, so a streaming generation never hits it."""
+        return self.settings.backend_connect_timeout, self.settings.backend_read_timeout
 
     @classmethod
     def of(cls, ctx: Any) -> "TextBackends":
@@ -73,7 +61,7 @@ class TextBackends:
 
     def default_model(self, task: str, has_ollama: bool) -> str:
         """The model a node uses when its `model` input is empty."""
-        if task == "chat" and self.text_model:
-            return self.text_model
+        if task == "chat" and self.settings.text_model:
+            return self.settings.text_model
         with_ollama, in_process = DEFAULTS[task]
         return with_ollama if has_ollama else in_process

@@ -6,9 +6,9 @@ import json
 
 from engine import JSON, TEXT, Input, Node, Output, Seed
 
-from .backend import Request
 from .ports import (MAX_CHARS, blank_problems, max_tokens_input, model_input, model_problems, privacy_input,
                     require_text, structured, temperature_input, text_input)
+from .types import Request
 
 MAX_CRITERIA = 20
 _NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"\S"}
@@ -49,7 +49,7 @@ class Evaluate(Node):
                                  {"type": "object", "additionalProperties": {"type": "string"},
                                   "propertyNames": _NAME, "minProperties": 1, "maxProperties": MAX_CRITERIA}]),
         "reference": Input(TEXT, "optional reference answer or source to compare with (empty: none)", default="",
-                           maxLength=MAX_CHARS),
+                           maxLength=MAX_CHARS, widget="multiline"),
         "model": model_input(),
         "max_tokens": max_tokens_input(1024),
         "temperature": temperature_input(0.0),

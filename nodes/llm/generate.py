@@ -7,10 +7,11 @@ from urllib.parse import unquote
 
 from engine import JSON, TEXT, Input, InvalidInput, Node, Output, Seed
 
-from .backend import Request, complete
+from .backend import complete
 from .ports import (MAX_CHARS, blank_problems, build_messages, max_tokens_input, model_input, model_problems,
                     privacy_input, require_text, stop_input, structured, temperature_input, text_input,
                     top_p_input, usage_output)
+from .types import Request
 
 EDIT_SYSTEM = ("You are a careful editor. Apply the instruction to the text and answer with the complete edited "
                "text only: no preamble, no explanation, no quotation marks around it.")
@@ -23,7 +24,8 @@ class Generate(Node):
     inputs = {
         "prompt": text_input("what the model should write or answer"),
         "model": model_input(),
-        "system": Input(TEXT, "system prompt: who the model is and how it answers", default="", maxLength=MAX_CHARS),
+        "system": Input(TEXT, "system prompt: who the model is and how it answers", default="", maxLength=MAX_CHARS,
+                        widget="multiline"),
         "context": Input(JSON, "a JSON object given to the model as structured context", default=None,
                          allOf=[{"type": "object"}]),
         "max_tokens": max_tokens_input(512),
@@ -74,7 +76,8 @@ class Chat(Node):
                               "properties": {"role": {"enum": ["system", "user", "assistant"]},
                                              "content": {"type": "string", "maxLength": MAX_CHARS}}}}]),
         "model": model_input(),
-        "system": Input(TEXT, "system prompt put before the messages (empty: none)", default="", maxLength=MAX_CHARS),
+        "system": Input(TEXT, "system prompt put before the messages (empty: none)", default="", maxLength=MAX_CHARS,
+                        widget="multiline"),
         "max_tokens": max_tokens_input(512),
         "temperature": temperature_input(0.8),
         "top_p": top_p_input(),
@@ -114,7 +117,7 @@ class Edit(Node):
         "instruction": text_input("what to change, e.g. 'fix the grammar' or 'make it formal'"),
         "model": model_input(),
         "system": Input(TEXT, "system prompt (empty: a careful editor that answers with the edited text only)",
-                        default="", maxLength=MAX_CHARS),
+                        default="", maxLength=MAX_CHARS, widget="multiline"),
         "max_tokens": max_tokens_input(1024),
         "temperature": temperature_input(0.2),
         "seed": Seed(),

@@ -16,8 +16,9 @@ from typing import Callable
 
 from engine import Cancelled
 from engine.errors import InvalidInput
+from engine.models import dtype_for
 
-from .backend import Reply, Request
+from .types import Reply, Request
 
 EMBED_BATCH = 32
 #: seconds between streamed pieces after the first (progress events stay smooth, decoding stays cheap)
@@ -164,8 +165,7 @@ def _loader(kind: str, device: str):
         import torch
         import transformers as tf
 
-        dtype = torch.float16 if device != "cpu" else torch.float32  # fp16 on RDNA2 (no bf16 units)
-        common = dict(dtype=dtype, use_safetensors=True, trust_remote_code=False)
+        common = dict(dtype=getattr(torch, dtype_for(device)), use_safetensors=True, trust_remote_code=False)
         try:
             if kind == "vision":
                 model = tf.AutoModelForImageTextToText.from_pretrained(path, **common)

@@ -11,9 +11,10 @@ from engine import IMAGE, INT, JSON, TEXT, Input, InvalidInput, Node, Output, Se
 from engine.errors import BackendFailed
 from engine.paths import OutputFiles
 
-from .backend import Request, complete, resolve
+from .backend import complete, resolve
 from .ports import (MAX_CHARS, max_tokens_input, model_input, model_problems, privacy_input, temperature_input,
                     usage_output)
+from .types import Request
 
 MAX_TEXTS = 2048
 _PNG, _JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
@@ -60,7 +61,8 @@ class DescribeImage(Node):
     inputs = {
         "image": Input(IMAGE, "the image to look at"),
         "prompt": Input(TEXT, "what to do with it, e.g. 'Describe this image.' or 'Transcribe all text in the image "
-                              "exactly.' (OCR)", default="Describe this image.", minLength=1, maxLength=MAX_CHARS),
+                              "exactly.' (OCR)", default="Describe this image.", minLength=1, maxLength=MAX_CHARS,
+                         widget="multiline"),
         "model": model_input("vision"),
         "max_tokens": max_tokens_input(512),
         "temperature": temperature_input(0.2),

@@ -21,7 +21,7 @@ from engine import FlowError, ModelNotFound
 from engine.errors import BackendFailed, BackendUnavailable, InvalidInput, PullFailed
 from engine.models import OllamaUnavailable
 
-from .backend import Reply, Request, run_until_cancelled
+from .types import Reply, Request, run_until_cancelled
 
 NS = 1e9
 
@@ -36,7 +36,7 @@ class OllamaBackend:
         self.manager = manager
         self.model_ref = ref
         self.ref = str(ref)
-        self.tag = f"{ref.name}:{ref.revision or 'latest'}"
+        self.tag = ref.ollama_name
         self.url = manager.ollama.url
         self.keep_alive = _keep_alive(keep_alive)
         #: (connect, read) seconds; read is per read, so a generation that keeps streaming never hits it

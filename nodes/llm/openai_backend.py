@@ -15,7 +15,7 @@ from typing import Callable
 from engine import FlowError, ModelNotFound
 from engine.errors import BackendFailed, BackendUnavailable, NotConfigured
 
-from .backend import Reply, Request, run_until_cancelled
+from .types import Reply, Request, run_until_cancelled
 
 #: one retry of a failed connection or a 429/5xx answer (the client's default is 2); a retry waits
 #: at most another timeout, and cancelling the job ends it as well

@@ -10,8 +10,9 @@ from engine import FLOAT, INT, JSON, TEXT, Input, InvalidInput, Output
 from engine.errors import BackendFailed, FlowError
 from engine.node import json_problem
 
-from .backend import _OPENAI_MODEL, Reply, Request, complete
+from .backend import complete
 from .config import DEFAULTS
+from .types import OPENAI_MODEL, Reply, Request
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
@@ -24,7 +25,8 @@ def model_input(task: str = "chat") -> Input:
     with_ollama, in_process = DEFAULTS[task]
     return Input(TEXT, "model reference: ollama:NAME[:TAG], hf:ORG/NAME, a local model folder, or openai:MODEL "
                        f"(the configured OpenAI-compatible server); empty = the default: {with_ollama} when an "
-                       f"Ollama server is configured, else {in_process} in-process", default="", maxLength=256)
+                       f"Ollama server is configured, else {in_process} in-process", default="", maxLength=256,
+                 widget="model")
 
 
 def privacy_input() -> Input:
@@ -65,7 +67,7 @@ def usage_output() -> Output:
 
 def text_input(description: str, **constraints) -> Input:
     """A required, non-empty text."""
-    return Input(TEXT, description, minLength=1, maxLength=MAX_CHARS, **constraints)
+    return Input(TEXT, description, minLength=1, maxLength=MAX_CHARS, widget="multiline", **constraints)
 
 
 def blank_problems(literals: dict, names: tuple[str, ...]):
@@ -82,7 +84,7 @@ def model_problems(literals: dict):
     if not isinstance(model, str) or not _SCHEME.match(model):
         return
     if model.startswith("openai:"):
-        if not _OPENAI_MODEL.match(model[len("openai:"):]):
+        if not OPENAI_MODEL.match(model[len("openai:"):]):
             yield "model", f"{model!r} is not an OpenAI model reference; write openai:MODEL, e.g. openai:gpt-4o-mini"
         return
     from engine.models import parse_ref

@@ -56,12 +56,11 @@ class FakePipeline:
 
 
 def test_manager_runs_a_pipeline_larger_than_the_budget_with_cpu_offload(make_manager, monkeypatch):
+    from engine.models.device import DeviceBudget
+
     manager = make_manager(budget_mib=7)
-
-    def probe_as_gpu():  # a GPU device without a GPU: placement of a hooked model moves nothing
-        manager._device, manager._budget, manager._budget_source = "cuda", 7 * MiB, "test"
-
-    monkeypatch.setattr(manager, "_probe", probe_as_gpu)
+    # a GPU device without a GPU: placement of a hooked model moves nothing
+    monkeypatch.setattr(manager, "_probe", lambda: DeviceBudget("cuda", 7 * MiB, "test"))
     with manager.lease("a", lambda path: FakePipeline()) as pipe:
         assert pipe.offloaded
         report = manager.report()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
 from engine.errors import ModelNotFound, PullFailed
-from engine.models import ModelStore, OllamaClient, OllamaUnavailable
+from engine.models import ModelStore, OllamaClient, OllamaModel, OllamaUnavailable
 
 MiB = 1 << 20
 
@@ -82,3 +83,38 @@ def test_ollama_missing_model_pulls_on_demand_only_when_allowed(tmp_path, ollama
         ModelStore(tmp_path, ollama=client).ensure_ollama("ollama:llama3.2")
     assert ModelStore(tmp_path, ollama=client, pull_on_demand=True).ensure_ollama("ollama:llama3.2") == "llama3.2:latest"
     assert "llama3.2:latest" in ollama_server.tags
+
+
+class WatchedOllama:
+    """An Ollama client stand-in that checks, on every call, that another thread can use the manager meanwhile."""
+
+    def __init__(self, held: dict[str, int]):
+        self.held = held
+        self.manager = None
+        self.calls: list[str] = []
+        self.stalled: list[str] = []  # calls during which the manager stayed locked
+
+    def _watch(self, call: str) -> None:
+        self.calls.append(call)
+        done = threading.Event()
+        threading.Thread(target=lambda: (self.manager.loaded(), done.set()), daemon=True).start()
+        if not done.wait(2):
+            self.stalled.append(call)
+
+    def loaded(self) -> list[OllamaModel]:
+        self._watch("ps")
+        return [OllamaModel(name, vram, vram) for name, vram in self.held.items()]
+
+    def unload(self, name: str) -> None:
+        self._watch("unload")
+        del self.held[name]
+
+
+def test_ollama_is_asked_and_unloaded_outside_the_manager_lock(make_manager, loader_of):
+    client = WatchedOllama({"llama3.2:latest": 6 * MiB})
+    manager = client.manager = make_manager(10, ollama=client)
+    with manager.lease("a", loader_of(4)):
+        with manager.lease("b", loader_of(4)):  # a is leased: room comes from Ollama
+            assert manager.report().used == 8 * MiB
+    assert client.calls == ["ps", "ps", "unload", "ps"] and client.stalled == []
+    assert manager.counters.ollama_unloads == 1

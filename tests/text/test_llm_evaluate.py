@@ -7,13 +7,14 @@ from jsonschema import Draft202012Validator
 from llm_tiny import TINY
 
 from engine import NodeFailed
+from engine.settings import Settings
 from nodes.llm import TextBackends
 from nodes.llm.evaluate import result_schema
 
 
 @pytest.fixture
 def openai_manager(make_manager, fake_openai):
-    return make_manager(config=TextBackends(openai_base_url=fake_openai.url + "/v1"))
+    return make_manager(config=TextBackends(Settings(openai_base_url=fake_openai.url + "/v1")))
 
 
 def _chat_requests(server):

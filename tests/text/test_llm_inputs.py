@@ -91,7 +91,7 @@ def test_text_backends_from_settings_refuses_an_unknown_privacy():
 
     config = TextBackends.from_settings(Settings.from_env({"FLOW_PRIVACY": "Flexible",
                                                            "FLOW_OPENAI_BASE_URL": "http://x/v1"}))
-    assert config.privacy == "flexible" and config.openai_base_url == "http://x/v1"
+    assert config.privacy == "flexible" and config.settings.openai_base_url == "http://x/v1"
     assert TextBackends.from_settings(Settings.from_env({})).privacy == "strict"
     with pytest.raises(FlowError, match="privacy must be 'strict' or 'flexible', got 'open'; fix FLOW_PRIVACY"):
         TextBackends.from_settings(Settings.from_env({"FLOW_PRIVACY": "open"}))

@@ -17,6 +17,7 @@ from zoo import Recorder, link
 from engine import ModelNotFound, NodeFailed
 from engine.errors import PullFailed
 from engine.models import OllamaUnavailable
+from engine.settings import Settings
 from nodes.llm import TextBackends
 
 MODEL = "ollama:tiny"
@@ -153,15 +154,16 @@ def test_embed_through_ollama(run_node, make_manager, fake_ollama, generator):
 
 
 def test_flexible_privacy_falls_back_when_ollama_is_unavailable(run_node, make_manager, fake_openai):
-    config = TextBackends(privacy="flexible", openai_base_url=fake_openai.url + "/v1", fallback_model="openai:tiny")
+    config = TextBackends(Settings(privacy="flexible", openai_base_url=fake_openai.url + "/v1",
+                                   text_fallback_model="openai:tiny"))
     manager = make_manager(f"http://127.0.0.1:{_closed_port()}", config=config)
     out, _ = run_node("text.generate", dict(prompt="hi", model=MODEL, max_tokens=6, seed=1), manager)
     assert out["usage"]["model"] == "openai:tiny" and out["usage"]["fallback_from"] == "ollama:tiny:latest"
 
 
 def test_strict_privacy_never_falls_back_to_a_remote_model(run_node, make_manager):
-    config = TextBackends(privacy="strict", openai_base_url="https://api.example.invalid/v1",
-                          fallback_model="openai:gpt-4o-mini")
+    config = TextBackends(Settings(privacy="strict", openai_base_url="https://api.example.invalid/v1",
+                                   text_fallback_model="openai:gpt-4o-mini"))
     manager = make_manager(f"http://127.0.0.1:{_closed_port()}", config=config)
     with pytest.raises(NodeFailed, match=r"did not answer.*fallback model openai:gpt-4o-mini was not tried: privacy "
                                          r"is strict"):
@@ -170,7 +172,7 @@ def test_strict_privacy_never_falls_back_to_a_remote_model(run_node, make_manage
 
 @pytest.mark.parametrize("setting, sent", [("5m", "5m"), ("0", 0), ("-1", -1)])
 def test_keep_alive_setting_goes_with_each_request(run_node, make_manager, fake_ollama, setting, sent):
-    manager = make_manager(fake_ollama.url, config=TextBackends(ollama_keep_alive=setting))
+    manager = make_manager(fake_ollama.url, config=TextBackends(Settings(ollama_keep_alive=setting)))
     run_node("text.generate", dict(prompt="hi", model=MODEL, max_tokens=2, seed=1), manager)
     chat = [body for path, body in fake_ollama.requests if path == "/api/chat"]
     assert chat[0]["keep_alive"] == sent

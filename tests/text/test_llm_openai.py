@@ -10,6 +10,7 @@ from llm_fakes import png_size
 from zoo import Recorder, link
 
 from engine import ModelNotFound, NodeFailed
+from engine.settings import Settings
 from nodes.llm import TextBackends
 from nodes.llm.backend import PrivacyRefused
 
@@ -17,8 +18,8 @@ from nodes.llm.backend import PrivacyRefused
 @pytest.fixture
 def openai_manager(make_manager, fake_openai):
     """A manager whose text configuration points at the local OpenAI-compatible server (loopback: local)."""
-    return make_manager(config=TextBackends(privacy="strict", openai_base_url=fake_openai.url + "/v1",
-                                            openai_api_key="sk-test"))
+    return make_manager(config=TextBackends(Settings(privacy="strict", openai_base_url=fake_openai.url + "/v1",
+                                                     openai_api_key="sk-test")))
 
 
 def test_generate_streams_server_sent_events(run_node, openai_manager, fake_openai, generator):
@@ -56,7 +57,8 @@ def test_json_format_asks_for_a_json_object(run_node, openai_manager, fake_opena
 
 def test_wrong_key_says_which_setting_to_fix(run_node, make_manager, fake_openai):
     fake_openai.api_key = "sk-right"
-    manager = make_manager(config=TextBackends(openai_base_url=fake_openai.url + "/v1", openai_api_key="sk-wrong"))
+    manager = make_manager(config=TextBackends(Settings(openai_base_url=fake_openai.url + "/v1",
+                                                                    openai_api_key="sk-wrong")))
     with pytest.raises(NodeFailed, match=r"refused the key \(Incorrect API key provided.\); set FLOW_OPENAI_API_KEY"):
         run_node("text.generate", dict(prompt="hi", model="openai:tiny", seed=1), manager)
 
@@ -77,7 +79,7 @@ def test_openai_model_without_a_server_says_what_to_set(run_node, make_manager):
     ("flexible", "strict", "this node's privacy input"),
 ])
 def test_strict_privacy_refuses_a_remote_model_before_any_request(run_node, make_manager, configured, requested, who):
-    config = TextBackends(privacy=configured, openai_base_url="https://api.example.invalid/v1")
+    config = TextBackends(Settings(privacy=configured, openai_base_url="https://api.example.invalid/v1"))
     with pytest.raises(NodeFailed, match=rf"outside this machine, and privacy is strict \(set by {who}\)") as info:
         run_node("text.generate", dict(prompt="hi", model="openai:gemini-2.0-flash", seed=1, privacy=requested),
                  make_manager(config=config))
@@ -94,11 +96,11 @@ def test_flexible_privacy_reaches_a_remote_server(run_node, make_manager, fake_o
         pytest.skip(f"host name {host!r} does not resolve")
     url = fake_openai.url.replace("127.0.0.1", host) + "/v1"
     out, _ = run_node("text.generate", dict(prompt="hi", model="openai:tiny", max_tokens=4, seed=1),
-                      make_manager(config=TextBackends(privacy="flexible", openai_base_url=url)))
+                      make_manager(config=TextBackends(Settings(privacy="flexible", openai_base_url=url))))
     assert out["usage"]["backend"] == "openai"
     with pytest.raises(NodeFailed, match="privacy is strict"):
         run_node("text.generate", dict(prompt="hi", model="openai:tiny", seed=1, privacy="strict"),
-                 make_manager(config=TextBackends(privacy="flexible", openai_base_url=url)))
+                 make_manager(config=TextBackends(Settings(privacy="flexible", openai_base_url=url))))
 
 
 def test_loopback_server_counts_as_local():

@@ -331,9 +331,10 @@ def _openai_chat(server, manager):
 
 
 def _manager(make_manager, server, **timeouts):
+    from engine.settings import Settings
     from nodes.llm import TextBackends
 
-    return make_manager(server.url, config=TextBackends(openai_base_url=server.url + "/v1", **timeouts))
+    return make_manager(server.url, config=TextBackends(Settings(openai_base_url=server.url + "/v1", **timeouts)))
 
 
 @pytest.mark.parametrize("job", [_pull, _ollama_chat, _openai_chat], ids=["ollama-pull", "ollama-chat", "openai-chat"])
@@ -367,7 +368,7 @@ def test_a_stalled_stream_fails_at_the_read_timeout(job, message, stalling, make
     """Without any cancel, the read timeout (per read) ends the request with an error that says what happened."""
     from zoo import G
 
-    manager = _manager(make_manager, stalling, read_timeout=0.4)
+    manager = _manager(make_manager, stalling, backend_read_timeout=0.4)
     manager.store.ollama.read_timeout = 0.4  # the pull's client (the face builds it from the same setting)
     engine = make_engine(manager)
     node_type, inputs = job(stalling, manager)
