@@ -308,3 +308,14 @@ def status_of(kind: str | None, default: int = 500) -> int:
     """The HTTP status of an error kind (as job records store it); ``default`` for a kind nobody declared."""
     cls = named_errors().get(kind or "")
     return cls.status if cls is not None else default
+
+
+class NoEmbeddedWorkflow(InvalidWorkflow):
+    """A file holds no workflow flow can read back: not a file flow saved, saved without one, broken or hostile."""
+
+    kind = "no_embedded_workflow"
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__([Problem(message)])
+        self.args = (message,)  # the message alone, not "1 problem in the workflow: ..."

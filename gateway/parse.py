@@ -7,65 +7,16 @@ of the request at fault; nothing a client sends reaches a handler as an exceptio
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
-from typing import Any
 
 from aiohttp import web
 
 from engine.errors import InvalidRequest
+from engine.jsonsafe import MAX_DEPTH, MAX_INT_DIGITS, check_depth, loads  # noqa: F401  (the gateway's parsers)
 
-#: nesting of arrays and objects a request body may have (workflows need about 6)
-MAX_DEPTH = 64
-#: digits an integer in a body may have (seeds and sizes fit in 16)
-MAX_INT_DIGITS = 32
 #: bodies larger than this are parsed off the event loop
 _THREAD_PARSE_BYTES = 256 << 10
-
-
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"a number of {len(text)} digits is too long (at most {MAX_INT_DIGITS})")
-    return int(text)
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range for a number")
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON: NaN and Infinity are not numbers JSON allows")
-
-
-def loads(data: bytes | str) -> Any:
-    """Strict JSON: no NaN/Infinity, bounded integers and nesting; ValueError says what is wrong."""
-    try:
-        value = json.loads(data, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise ValueError(f"the JSON nests deeper than {MAX_DEPTH} levels") from None
-    check_depth(value)
-    return value
-
-
-def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
-    """Raise ValueError when ``value`` nests arrays/objects deeper than ``limit`` (no recursion)."""
-    if not isinstance(value, (dict, list)):
-        return
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth >= limit:
-                    raise ValueError(f"the JSON nests deeper than {limit} levels")
-                stack.append((child, depth + 1))
 
 
 async def json_body(request: web.Request, *, required: bool = True) -> dict:

@@ -4,6 +4,7 @@ import json
 import re
 
 from engine import INT, JSON, TEXT, Input, InvalidInput, Node, Output
+from engine.saving import SaveNode, write_sidecar
 
 
 # An array index: ASCII digits only ("²".isdigit() is true, int() refuses it), short enough for int().
@@ -53,19 +54,20 @@ class Get(Node):
         return {"value": found, "text": text}
 
 
-class Save(Node):
-    """Save a JSON value to a new file in the output folder."""
+class Save(SaveNode):
+    """Save a JSON value to a new file in the output folder, the run's workflow in a <file>.json sidecar."""
 
     type = "json.save"
-    volatile = True  # writing a file is the point: every run writes one
     inputs = {
         "value": Input(JSON, "the value to save"),
-        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="json/flow", maxLength=200),
         "indent": Input(INT, "spaces of indentation; 0 writes one line", default=2, minimum=0, maximum=8),
+        **SaveNode.common_inputs("json/flow", "in a <file>.json sidecar"),
     }
-    outputs = {"path": Output(TEXT, "path of the file written")}
 
-    def run(self, ctx, value, prefix, indent):
-        path = ctx.files.new_path(prefix, ".json")
-        path.write_text(json.dumps(value, ensure_ascii=False, indent=indent or None) + "\n", encoding="utf-8")
-        return {"path": str(path)}
+    def run(self, ctx, value, indent, prefix, metadata):
+        def write(path, description):
+            path.write_text(json.dumps(value, ensure_ascii=False, indent=indent or None) + "\n", encoding="utf-8")
+            if description["workflow"] is not None:
+                write_sidecar(path, description)
+
+        return self.save(ctx, prefix, ".json", self.description(ctx, {}, metadata), write)

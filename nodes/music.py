@@ -6,10 +6,11 @@ import json
 import time
 from pathlib import Path
 
-from engine import AUDIO, FLOAT, INT, JSON, TEXT, Input, InvalidInput, Node, Output, Seed
-from engine.errors import NotConfigured
+from engine import AUDIO, FLOAT, INT, TEXT, Input, InvalidInput, Node, Output, Seed
+from engine.models import dtype_for
+from engine.saving import SaveNode
 
-from .avmedia import AUDIO_FORMATS, LOAD_LOCK, Audio
+from .avmedia import AUDIO_FORMATS, Audio, write_audio
 
 DEFAULT_MODEL = "hf:facebook/musicgen-small"
 #: MusicGen was trained on 30 s clips; longer requests drift and soon run out of positions
@@ -22,7 +23,8 @@ class Generate(Node):
 
     type = "music.generate"
     inputs = {
-        "prompt": Input(TEXT, "what the music should sound like, e.g. 'calm lo-fi piano, 80 bpm'", minLength=1),
+        "prompt": Input(TEXT, "what the music should sound like, e.g. 'calm lo-fi piano, 80 bpm'", minLength=1,
+                        widget="multiline"),
         "duration": Input(FLOAT, f"length in seconds (at most {MAX_SECONDS})", default=8.0,
                           exclusiveMinimum=0, maximum=MAX_SECONDS),
         "guidance": Input(FLOAT, "classifier-free guidance: how closely to follow the prompt (1 turns it off)",
@@ -32,14 +34,14 @@ class Generate(Node):
         "top_k": Input(INT, "sample among the k most likely tokens", default=250, minimum=1, maximum=2048),
         "seed": Seed(),
         "model": Input(TEXT, "MusicGen model: hf:ORG/NAME[@REV] or a local folder", default=DEFAULT_MODEL,
-                       minLength=1),
+                       minLength=1, widget="model"),
     }
     outputs = {"audio": Output(AUDIO, "the generated music (waveform and sample rate)")}
 
     def run(self, ctx, prompt, duration, guidance, temperature, top_k, seed, model):
-        manager = _manager(ctx)
+        manager = ctx.require_models()
         device = manager.device
-        dtype_name = "float32" if device == "cpu" else "float16"  # RDNA2 has no fast bf16
+        dtype_name = dtype_for(device)
 
         def work(loaded):
             net, processor = loaded
@@ -51,32 +53,19 @@ class Generate(Node):
         return {"audio": Audio(samples, rate, params).fitted(duration)}
 
 
-class Save(Node):
+class Save(SaveNode):
     """Save audio as WAV, FLAC, OGG (Vorbis) or MP3, with how it was made stored in the file."""
 
     type = "audio.save"
-    volatile = True  # writing a file is the point: every run writes one
     inputs = {
         "audio": Input(AUDIO, "the audio to save"),
         "format": Input(TEXT, "file type", default="wav", enum=list(AUDIO_FORMATS)),
-        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="audio/music", maxLength=200),
-        "metadata": Input(JSON, "what to store as the workflow (in the file's comment tag, else a <file>.json "
-                                "sidecar); null: the run's own workflow, params and seeds filled in", default=None),
+        **SaveNode.common_inputs("audio/music", "in the file's comment tag, else a <file>.json sidecar"),
     }
-    outputs = {"path": Output(TEXT, "path of the file written")}
 
     def run(self, ctx, audio, format, prefix, metadata):
-        if metadata is None and ctx.run is not None:
-            metadata = ctx.run.reproducible()  # `flow run` on this document makes the same audio
-        path = audio.write_file(ctx.files, prefix, format, metadata)
-        return {"path": str(path)}
-
-
-def _manager(ctx):
-    if ctx.models is None:
-        raise NotConfigured(f"{ctx.node_type} needs the model manager, but this engine has none; "
-                            "run it through `flow` or the gateway, which configure one")
-    return ctx.models
+        description = self.description(ctx, getattr(audio, "params", {}), metadata)
+        return self.save(ctx, prefix, f".{format}", description, lambda path, d: write_audio(path, audio, format, d))
 
 
 def _load(path: Path, dtype_name: str):
@@ -89,10 +78,10 @@ def _load(path: Path, dtype_name: str):
     if kind not in _MUSICGEN_TYPES:
         raise InvalidInput("model", f"{path.name} is not a MusicGen model (model_type {kind!r}); "
                                     f"use a MusicGen checkpoint such as {DEFAULT_MODEL}")
-    with LOAD_LOCK:
-        net = MusicgenForConditionalGeneration.from_pretrained(path, dtype=getattr(torch, dtype_name),
-                                                               use_safetensors=True)
-        processor = AutoProcessor.from_pretrained(path)
+    # The model manager runs loaders one at a time (from_pretrained is not thread-safe).
+    net = MusicgenForConditionalGeneration.from_pretrained(path, dtype=getattr(torch, dtype_name),
+                                                           use_safetensors=True)
+    processor = AutoProcessor.from_pretrained(path)
     return net.eval(), processor
 
 

@@ -4,6 +4,7 @@ import json
 import re
 
 from engine import JSON, TEXT, Input, InvalidInput, Node, Output
+from engine.saving import SaveNode, write_sidecar
 
 # {name} is a placeholder; {{ and }} are literal braces. Deliberately not str.format, whose
 # {a.attr} and {a[0]} syntax would let a template reach into Python objects.
@@ -26,7 +27,8 @@ class Template(Node):
 
     type = "text.template"
     blocking = False
-    inputs = {"template": Input(TEXT, "text with {name} placeholders; {{ and }} are literal braces")}
+    inputs = {"template": Input(TEXT, "text with {name} placeholders; {{ and }} are literal braces",
+                                widget="multiline")}
     variadic = Input(JSON, "a value for the placeholder of the same name (text as is, anything else as JSON)")
     outputs = {"text": Output(TEXT, "the filled template")}
 
@@ -75,19 +77,20 @@ class Join(Node):
         return {"text": f"{a}{separator}{b}"}
 
 
-class Save(Node):
-    """Save a text to a new file in the output folder."""
+class Save(SaveNode):
+    """Save a text to a new file in the output folder, the run's workflow in a <file>.json sidecar."""
 
     type = "text.save"
-    volatile = True  # writing a file is the point: every run writes one
     inputs = {
         "text": Input(TEXT, "the text to save"),
-        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="text/flow", maxLength=200),
         "extension": Input(TEXT, "file type", default="txt", enum=["txt", "md"]),
+        **SaveNode.common_inputs("text/flow", "in a <file>.json sidecar"),
     }
-    outputs = {"path": Output(TEXT, "path of the file written")}
 
-    def run(self, ctx, text, prefix, extension):
-        path = ctx.files.new_path(prefix, f".{extension}")
-        path.write_text(text, encoding="utf-8")
-        return {"path": str(path)}
+    def run(self, ctx, text, extension, prefix, metadata):
+        def write(path, description):
+            path.write_text(text, encoding="utf-8")
+            if description["workflow"] is not None:
+                write_sidecar(path, description)
+
+        return self.save(ctx, prefix, f".{extension}", self.description(ctx, {}, metadata), write)

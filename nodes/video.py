@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine import AUDIO, FLOAT, INT, JSON, TEXT, VIDEO, Input, InvalidInput, Node, Output, Seed
-from engine.errors import NotConfigured
+from engine import AUDIO, FLOAT, INT, TEXT, VIDEO, Input, InvalidInput, Node, Output, Seed
+from engine.models import dtype_for
+from engine.saving import SaveNode
 
-from .avmedia import LOAD_LOCK, VIDEO_FORMATS, Audio, Video
+from .avmedia import VIDEO_FORMATS, Audio, Video, write_video
 
 DEFAULT_MODEL = "hf:Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 #: text-to-video pipeline classes this node knows how to call (all take the same arguments)
@@ -20,8 +21,8 @@ class Generate(Node):
 
     type = "video.generate"
     inputs = {
-        "prompt": Input(TEXT, "what the video should show", minLength=1),
-        "negative_prompt": Input(TEXT, "what the video should not show", default=""),
+        "prompt": Input(TEXT, "what the video should show", minLength=1, widget="multiline"),
+        "negative_prompt": Input(TEXT, "what the video should not show", default="", widget="multiline"),
         "frames": Input(INT, "number of frames (Wan needs 4k+1: 17, 33, 81; AnimateDiff at most 32)",
                         default=33, minimum=1, maximum=257),
         "fps": Input(FLOAT, "frames per second of the result", default=16.0, exclusiveMinimum=0, maximum=120),
@@ -34,16 +35,13 @@ class Generate(Node):
                           minimum=0, maximum=30),
         "seed": Seed(),
         "model": Input(TEXT, "text-to-video model (Wan 2.1 or AnimateDiff, diffusers layout): hf:ORG/NAME[@REV] "
-                             "or a local folder", default=DEFAULT_MODEL, minLength=1),
+                             "or a local folder", default=DEFAULT_MODEL, minLength=1, widget="model"),
     }
     outputs = {"video": Output(VIDEO, "the generated frames and their frame rate")}
 
     def run(self, ctx, prompt, negative_prompt, frames, fps, width, height, steps, guidance, seed, model):
-        if ctx.models is None:
-            raise NotConfigured(f"{self.type} needs the model manager, but this engine has none; "
-                                "run it through `flow` or the gateway, which configure one")
-        device = ctx.models.device
-        dtype_name = "float32" if device == "cpu" else "float16"  # RDNA2 has no fast bf16
+        manager = ctx.require_models()
+        dtype_name = dtype_for(manager.device)
 
         attempts = []
 
@@ -56,31 +54,26 @@ class Generate(Node):
             attempts.append(True)
             return _generate(ctx, pipe, prompt, negative_prompt, frames, width, height, steps, guidance, seed)
 
-        pixels = ctx.models.run(model, lambda path: _load(path, dtype_name), work, variant=f"t2v-{dtype_name}")
+        pixels = manager.run(model, lambda path: _load(path, dtype_name), work, variant=f"t2v-{dtype_name}")
         params = {"node": self.type, "model": model, "prompt": prompt, "negative_prompt": negative_prompt,
                   "frames": frames, "fps": fps, "width": width, "height": height, "steps": steps,
                   "guidance": guidance, "seed": seed}
         return {"video": Video(pixels, float(fps), None, params)}
 
 
-class Save(Node):
+class Save(SaveNode):
     """Save a video as H.264 MP4 (with its soundtrack), GIF or animated WebP, with how it was made stored in it."""
 
     type = "video.save"
-    volatile = True  # writing a file is the point: every run writes one
     inputs = {
         "video": Input(VIDEO, "the video to save"),
         "format": Input(TEXT, "file type (GIF and WebP carry no sound)", default="mp4", enum=list(VIDEO_FORMATS)),
-        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="video/clip", maxLength=200),
-        "metadata": Input(JSON, "what to store as the workflow in the container's metadata; null: the run's "
-                                "own workflow, params and seeds filled in", default=None),
+        **SaveNode.common_inputs("video/clip", "in the container's metadata"),
     }
-    outputs = {"path": Output(TEXT, "path of the file written")}
 
     def run(self, ctx, video, format, prefix, metadata):
-        if metadata is None and ctx.run is not None:
-            metadata = ctx.run.reproducible()  # `flow run` on this document makes the same video
-        return {"path": str(video.write_file(ctx.files, prefix, format, metadata))}
+        description = self.description(ctx, getattr(video, "params", {}), metadata)
+        return self.save(ctx, prefix, f".{format}", description, lambda path, d: write_video(path, video, format, d))
 
 
 class Mux(Node):
@@ -123,14 +116,14 @@ def _load(path: Path, dtype_name: str):
                                     f"e.g. {DEFAULT_MODEL}")
     dtype = getattr(torch, dtype_name)
     extra = {}
-    with LOAD_LOCK:
-        if kind == "WanPipeline" and dtype != torch.float32:
-            # Wan's VAE overflows in half precision: keep it in float32 (the pipeline casts latents to it).
-            from diffusers import AutoencoderKLWan
+    # The model manager runs loaders one at a time (from_pretrained is not thread-safe).
+    if kind == "WanPipeline" and dtype != torch.float32:
+        # Wan's VAE overflows in half precision: keep it in float32 (the pipeline casts latents to it).
+        from diffusers import AutoencoderKLWan
 
-            extra["vae"] = AutoencoderKLWan.from_pretrained(path, subfolder="vae", dtype=torch.float32,
-                                                            use_safetensors=True)
-        pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True, **extra)
+        extra["vae"] = AutoencoderKLWan.from_pretrained(path, subfolder="vae", dtype=torch.float32,
+                                                        use_safetensors=True)
+    pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True, **extra)
     pipe.set_progress_bar_config(disable=True)  # progress goes through the engine's events instead
     return pipe
 

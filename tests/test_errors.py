@@ -9,7 +9,7 @@ from engine import errors
 #: the status of every error kind, chosen on purpose: a new error must be added here deliberately
 EXPECTED = {
     "error": 500, "node_failed": 500, "media_file": 500,
-    "invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400,
+    "invalid_workflow": 400, "invalid_request": 400, "invalid_model_ref": 400, "no_embedded_workflow": 400,
     "unauthorized": 401, "forbidden": 403, "privacy_refused": 403,
     "not_found": 404, "model_not_found": 404, "unsafe_path": 404,
     "cancelled": 409, "conflict": 409, "too_large": 413, "unsupported_media_type": 415,

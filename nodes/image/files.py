@@ -9,8 +9,9 @@ import re
 
 from engine import BOOL, IMAGE, INT, JSON, MASK, TEXT, FlowError, Input, InvalidInput, Node, Output
 from engine.paths import safe_join
+from engine.saving import SaveNode
 
-from .values import FORMATS, Images, Mask, recipe_of
+from .values import FORMATS, Images, Mask, file_entries, recipe_of, save_image
 
 #: larger images are refused before decoding (decompression bombs)
 MAX_PIXELS = 4096 * 4096
@@ -23,9 +24,9 @@ class Load(Node):
     type = "image.load"
     inputs = {
         "path": Input(TEXT, "a file under the input folder (relative path); today that is the output folder",
-                      default="", maxLength=1000),
+                      default="", maxLength=1000, widget="file"),
         "data": Input(TEXT, "the image as base64 or a data URL (data:image/png;base64,...)", default="",
-                      maxLength=64 << 20),
+                      maxLength=64 << 20, widget="image"),
         "mask_from": Input(TEXT, "mask output: auto = transparent areas if the image has alpha, else white "
                                  "areas; luminance = white areas", default="auto", enum=["auto", "luminance"]),
         "optional": Input(BOOL, "when neither path nor data is given, output nothing instead of failing",
@@ -133,17 +134,17 @@ def _open(raw: bytes, which: str, mask_from: str):
     return picture.convert("RGB"), mask
 
 
-class Save(Node):
+class Save(SaveNode):
     """Save images to the output folder (PNG, WebP or JPEG) with their parameters and workflow embedded."""
 
     type = "image.save"
-    volatile = True  # writing files is the point: every run writes new ones
     inputs = {
         "images": Input(IMAGE, "the images to save"),
-        "prefix": Input(TEXT, "file name prefix, may include sub-folders", default="image/flow", maxLength=200),
+        **SaveNode.common_inputs("image/flow", None),
         "format": Input(TEXT, "file type", default="png", enum=list(FORMATS)),
         "quality": Input(INT, "WebP and JPEG quality", default=90, minimum=1, maximum=100),
         "embed": Input(BOOL, "embed the parameters and the workflow that re-makes each image", default=True),
+        # Unlike the other save nodes, more text entries beside the description (tools read PNG text by key).
         "metadata": Input(JSON, "more text entries to embed (an object: key -> text or JSON)", default=None,
                           type="object", maxProperties=64),
     }
@@ -155,5 +156,17 @@ class Save(Node):
     def run(self, ctx, images, prefix, format, quality, embed, metadata):
         if images is None:
             raise InvalidInput("images", "no image (an optional image.load got none); nothing to save")
-        paths = images.write_files(ctx.files, prefix, format, quality, extra=metadata, embed=embed)
-        return {"paths": [str(p) for p in paths], "path": str(paths[0])}
+        paths = []
+        for i, image in enumerate(images.images):
+            # Each file describes its own image: the run's workflow with image i's seed, batch size 1.
+            description = self.description(ctx, images.params[i], **images.picked(i, prefix, format)) if embed else None
+            if description is not None and ctx.run is not None:
+                # Re-running an image file answers the paths of the images it re-made, as `files`.
+                description["workflow"].setdefault("outputs", {}).setdefault(
+                    "files", {"from": ctx.node_id, "output": "paths"})
+
+            def write(path, described, image=image):
+                save_image(image, path, format, quality, file_entries(described, metadata))
+
+            paths.append(self.save(ctx, prefix, FORMATS[format], description, write)["path"])
+        return {"paths": paths, "path": paths[0]}

@@ -2,8 +2,11 @@
 
 Every value remembers, per image, the parameters that made it (prompt, seed, steps...) and a
 *recipe*: the part of the workflow that produced it, with every input written out (the seed
-actually used, a linked prompt's text). A saved file embeds both, so `flow run FILE.png`
-re-runs exactly that image. PIL is imported inside the functions that use it.
+actually used, a linked prompt's text). A saved file carries the description every saved file
+carries (engine.provenance): the parameters, and the run's whole workflow with the recipe's
+inputs written over it (image i of a batch: seed + i, batch size 1), so `flow run FILE.png`
+re-runs exactly that image. Written outside a run, the recipe alone is the workflow. PIL is
+imported inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from engine.embedded import EXIF_DESCRIPTION, PARAMETERS_KEY, WORKFLOW_KEY
 from engine.paths import OutputFiles
+from engine.provenance import describe
 
 # One JPEG APP1 segment holds 64 KiB: a workflow bigger than this goes to PNG only.
 _EXIF_LIMIT = 60_000
@@ -69,19 +73,24 @@ class Images:
         return self._hash[0]
 
     def write_file(self, files: OutputFiles, prefix: str) -> Path:
-        """Save every image as PNG with its workflow embedded; returns the first path."""
-        return self.write_files(files, prefix)[0]
-
-    def write_files(self, files: OutputFiles, prefix: str, fmt: str = "png", quality: int = 90,
-                    extra: dict | None = None, embed: bool = True) -> list[Path]:
-        """Save every image under the output folder; each file carries its own parameters and recipe."""
+        """Save every image as PNG with its parameters and recipe embedded (no run known); returns the first path."""
         paths = []
-        for image, params, recipe in zip(self.images, self.params, self.recipes):
-            path = files.new_path(prefix, FORMATS[fmt])
-            meta = metadata(params, recipe, prefix, fmt, extra) if embed else text_entries(extra)
-            save_image(image, path, fmt, quality, meta)
+        for i, image in enumerate(self.images):
+            path = files.new_path(prefix, ".png")
+            save_image(image, path, "png", 90, file_entries(describe(None, self.params[i], **self.picked(i, prefix))))
             paths.append(path)
-        return paths
+        return paths[0]
+
+    def picked(self, i: int, prefix: str, fmt: str = "png") -> dict:
+        """How image ``i`` is singled out of its run, as :func:`engine.provenance.describe` takes it.
+
+        ``pick``: its recipe's nodes (seed + i, batch size 1 written over the run's workflow);
+        ``alone``: a stand-alone workflow from the recipe, saving like ``prefix`` and ``fmt``.
+        """
+        recipe = self.recipes[i]
+        if recipe is None:
+            return {}
+        return {"pick": recipe["nodes"], "alone": rerun_workflow(recipe, prefix, fmt)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,13 +158,17 @@ def rerun_workflow(recipe: dict, prefix: str, fmt: str) -> dict:
     }
 
 
-def metadata(params: dict, recipe: dict | None, prefix: str, fmt: str, extra: dict | None) -> dict[str, str]:
-    """The text entries a saved image carries: parameters, the re-runnable workflow, caller extras."""
-    entries = {PARAMETERS_KEY: json.dumps(params, ensure_ascii=False, sort_keys=True)}
-    if params.get("prompt") is not None:
-        entries["parameters"] = a1111_parameters(params)
-    if recipe is not None:
-        entries[WORKFLOW_KEY] = json.dumps(rerun_workflow(recipe, prefix, fmt), ensure_ascii=False)
+def file_entries(description: dict | None, extra: dict | None = None) -> dict[str, str]:
+    """The text entries a saved image carries: its description (parameters, workflow, the A1111
+    ``parameters`` text built from the same parameters), then the caller's extras."""
+    entries = {}
+    if description is not None:
+        params = description["params"]
+        entries[PARAMETERS_KEY] = json.dumps(params, ensure_ascii=False, sort_keys=True, default=str)
+        if params.get("prompt") is not None:
+            entries["parameters"] = a1111_parameters(params)
+        if description.get("workflow") is not None:
+            entries[WORKFLOW_KEY] = json.dumps(description["workflow"], ensure_ascii=False, default=str)
     entries.update(text_entries(extra))
     return entries
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from image_helpers import TINY, gen_doc, pixels, png_bytes
 
 from engine import Workflow
-from engine.embedded import PARAMETERS_KEY, WORKFLOW_KEY, image_entries, png_text, workflow_from_image
+from engine.embedded import PARAMETERS_KEY, WORKFLOW_KEY, image_entries, png_text, workflow_from_file
 from engine.errors import InvalidWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def test_save_png_embeds_parameters_workflow_and_extras_as_text_chunks(image_eng
 def test_rerun_from_a_saved_png_gives_identical_pixels(image_engine, make_engine, index):
     result = run(image_engine, saved_doc(seed=40, batch_size=2))
     path = result.outputs["files"][index]
-    again = make_engine(cache=False).run_sync(workflow_from_image(path))
+    again = make_engine(cache=False).run_sync(workflow_from_file(path))
     assert again.executed == ["gen", "save"]
     (new_path,) = again.outputs["files"]
     assert new_path != path and np.array_equal(pixels(new_path), pixels(path))
@@ -70,7 +70,7 @@ def test_rerun_of_an_edit_rebuilds_its_whole_chain(image_engine, make_engine):
         "save": {"type": "image.save", "inputs": {"images": {"from": "edit", "output": "image"}}}},
         "outputs": {"file": {"from": "save", "output": "path"}}}
     path = run(image_engine, doc).outputs["file"]
-    workflow = workflow_from_image(path)
+    workflow = workflow_from_file(path)
     assert set(workflow.nodes) == {"load", "edit", "save"}
     again = make_engine(cache=False).run_sync(workflow)
     assert np.array_equal(pixels(again.outputs["files"][0]), pixels(path))
@@ -82,7 +82,7 @@ def test_save_webp_and_jpeg_carry_the_same_entries_in_exif(image_engine, fmt):
     assert Path(path).suffix == {"webp": ".webp", "jpeg": ".jpg"}[fmt]
     entries = image_entries(path)
     assert json.loads(entries[PARAMETERS_KEY])["seed"] == 3
-    assert workflow_from_image(path).nodes["gen"].literals["seed"] == 3
+    assert workflow_from_file(path).nodes["gen"].literals["seed"] == 3
 
 
 def test_save_without_embedding_writes_only_the_extras(image_engine):
@@ -91,20 +91,20 @@ def test_save_without_embedding_writes_only_the_extras(image_engine):
     path = run(image_engine, doc).outputs["files"][0]
     assert set(png_text(path)) == {"job", "tags"}
     with pytest.raises(InvalidWorkflow, match="carries no workflow"):
-        workflow_from_image(path)
+        workflow_from_file(path)
 
 
 def test_image_value_write_file_embeds_the_workflow(image_engine):
     images = run(image_engine, gen_doc(seed=4)).outputs["images"]
     path = images.write_file(image_engine.files, "outputs/images")
-    assert workflow_from_image(path).nodes["gen"].literals["seed"] == 4
+    assert workflow_from_file(path).nodes["gen"].literals["seed"] == 4
 
 
 def test_workflow_from_a_file_that_is_not_an_image_is_a_clear_error(tmp_path):
     bogus = tmp_path / "fake.png"
     bogus.write_bytes(b"hello")
     with pytest.raises(InvalidWorkflow, match="cannot read .* as an image: not a PNG file"):
-        workflow_from_image(bogus)
+        workflow_from_file(bogus)
 
 
 @pytest.fixture
@@ -123,6 +123,7 @@ def cli_json(runner, *args) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow  # over 3 s
 def test_cli_runs_saved_workflows_presets_and_reruns_a_png(cli_env):
     body = cli_json(cli_env, "run", "image_gen", "-p", "prompt=a cat", "-p", f"model={TINY}", "-p", "width=64",
                     "-p", "height=64", "-p", "seed=123")

@@ -129,10 +129,14 @@ async function loadFile(e) {
   if (!file) return;
   try {
     if (/\.json$/i.test(file.name) || file.type === "application/json") {
-      loadDocument(JSON.parse(await file.text()));
-      return;
+      const doc = JSON.parse(await file.text());
+      if (doc && typeof doc === "object" && doc.nodes) {
+        loadDocument(doc);
+        return;
+      }
+      // not a workflow: a <file>.json sidecar, read by the gateway like any saved file
     }
-    // Media that flow saved carries its workflow: the gateway reads it out.
+    // Files flow saved carry their workflow: the gateway reads it out (the same reader as `flow run FILE`).
     const found = await request("POST", "/workflows/extract", await file.arrayBuffer(),
       { raw: true, headers: { "Content-Type": "application/octet-stream", "X-Filename": file.name } });
     loadDocument(found.workflow, found.params || {});

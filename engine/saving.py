@@ -1,0 +1,58 @@
+"""The base of every save node: common inputs, the run's description, a fresh file in the output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .node import Input, Node, Output
+from .provenance import describe, encode, sidecar
+from .types import JSON, TEXT
+
+
+class SaveNode(Node):
+    """Base of the nodes that write a file: `prefix` and `metadata` inputs, the run's description in the file.
+
+    A subclass declares ``inputs = {..., **SaveNode.common_inputs(prefix, where)}`` and calls
+    :meth:`save` from its ``run``: that allocates ``<prefix>_NNNNN<suffix>`` through
+    ``ctx.files.new_path``, hands the writer the description (by default the run's own: the
+    whole re-runnable workflow, params and drawn seeds written in) and returns ``{"path": ...}``.
+    """
+
+    volatile = True  # writing a file is the point: every run writes one
+    outputs = {"path": Output(TEXT, "path of the file written")}
+
+    @staticmethod
+    def common_inputs(prefix: str, where: str | None) -> dict[str, Input]:
+        """The inputs every save node declares: the file name prefix, and what to store as the workflow
+        (``where`` it goes; None for a node that declares a `metadata` of its own)."""
+        inputs = {"prefix": Input(TEXT, "file name prefix, may include sub-folders", default=prefix, maxLength=200)}
+        if where is not None:
+            inputs["metadata"] = Input(JSON, f"what to store as the workflow ({where}); null: the run's own "
+                                             "workflow, params and seeds filled in, so that `flow run FILE` "
+                                             "re-makes it", default=None)
+        return inputs
+
+    @staticmethod
+    def description(ctx, params: Mapping[str, Any], metadata: Any = None, **picked) -> dict:
+        """What the file carries (:func:`engine.provenance.describe`); a given ``metadata`` is the workflow."""
+        found = describe(ctx.run, params, **picked)
+        if metadata is not None:
+            found["workflow"] = metadata
+        return found
+
+    @staticmethod
+    def save(ctx, prefix: str, suffix: str, description: dict, write: Callable[[Path, dict], None]) -> dict:
+        """``{"path": ...}`` of a fresh file that ``write(path, description)`` fills; removed if that fails."""
+        path = ctx.files.new_path(prefix, suffix)
+        try:
+            write(path, description)
+        except BaseException:
+            path.unlink(missing_ok=True)  # no empty file left behind by a failed write
+            raise
+        return {"path": str(path)}
+
+
+def write_sidecar(path: Path, description: dict) -> None:
+    """Store ``description`` in ``<file>.json`` beside ``path`` (for formats that cannot hold it)."""
+    sidecar(path).write_text(encode(description), encoding="utf-8")
