@@ -16,9 +16,6 @@ from .errors import InvalidWorkflow
 from .executor import Engine
 from .workflow import Workflow
 
-# Routes of the gateway itself: an endpoint may not shadow them.
-RESERVED = ("/jobs", "/models", "/nodes", "/workflows", "/endpoints", "/health", "/metrics", "/openapi.json",
-            "/docs", "/ws", "/files", "/web", "/v1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +70,12 @@ class Endpoint:
 class Catalogue:
     """The saved workflows of a folder and the endpoints among them; problems are kept, not raised."""
 
-    def __init__(self, engine: Engine, folder: str | Path, log: logging.Logger | None = None):
+    def __init__(self, engine: Engine, folder: str | Path, log: logging.Logger | None = None, *,
+                 reserved: tuple[str, ...] = ()):
         self.engine = engine
         self.folder = Path(folder)
+        #: path prefixes an endpoint may not take (the gateway's own routes: gateway/routes.py)
+        self.reserved = reserved
         self.log = log or logging.getLogger("flow.catalogue")
         self.workflows: dict[str, Workflow] = {}
         self.endpoints: dict[str, Endpoint] = {}
@@ -99,7 +99,7 @@ class Catalogue:
             path_ = workflow.endpoint
             if path_ is None:
                 continue
-            clash = next((r for r in RESERVED if path_ == r or path_.startswith(r + "/")), None)
+            clash = next((r for r in self.reserved if path_ == r or path_.startswith(r + "/")), None)
             if clash or path_ in endpoints:
                 why = f"reserved by the gateway ({clash})" if clash else f"already served by {endpoints[path_].name}"
                 problems[name] = [f"endpoint {path_} is {why}"]

@@ -1,4 +1,4 @@
-"""A human-readable API page (``GET /docs``), rendered from the same catalogue as /openapi.json."""
+"""A human-readable API page (``GET /docs``), from the same catalogue and route table as /openapi.json."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import json
 from html import escape
 
 from engine.catalogue import Catalogue
-from engine.openapi import STATUSES, event_schemas
 from engine.registry import Registry
+
+from .api_schemas import event_schemas
+from .routes import Route
+from .spec import STATUSES
 
 _STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 code,pre{font:13px ui-monospace,monospace;background:#f4f4f4;padding:.1rem .3rem;border-radius:3px}
@@ -15,8 +18,8 @@ pre{padding:.6rem;overflow:auto}table{border-collapse:collapse;width:100%;margin
 td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}h2{margin-top:2.5rem}"""
 
 
-def render_docs(catalogue: Catalogue, registry: Registry) -> str:
-    """The page: endpoints with their request fields, the jobs API, and the node catalogue."""
+def render_docs(catalogue: Catalogue, registry: Registry, routes: list[Route]) -> str:
+    """The page: endpoints with their request fields, the routes (from the route table), and the node catalogue."""
     parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>flow API</title><style>{_STYLE}</style>",
              "<h1>flow API</h1><p>Every endpoint is a saved workflow: the JSON body fills its params. "
              "Add <code>?wait=false</code> (or <code>Prefer: respond-async</code>) for 202 and a job URL; "
@@ -33,22 +36,11 @@ def render_docs(catalogue: Catalogue, registry: Registry) -> str:
                          f"<td>{escape(default)}</td><td>{escape(prop.get('description', ''))}</td></tr>")
         parts.append("</table>")
         example = {k: v.get("default") for k, v in schema["properties"].items() if "default" in v}
-        parts.append(f"<pre>curl -X POST http://HOST{escape(path)} -H 'Content-Type: application/json' "
-                     f"-d '{escape(json.dumps(example))}'</pre>")
-    parts.append("<h2>Jobs</h2><table>")
-    for method, path, what in [
-        ("POST", "/jobs", "run any workflow graph: {workflow, params?, outputs?}; 202 with the job URL"),
-        ("GET", "/jobs", "queue and history, newest first (?state=, ?limit=, ?before=)"),
-        ("GET", "/jobs/{id}", "state, queue position, current node, progress, outputs, error"),
-        ("DELETE", "/jobs/{id}", "cancel"),
-        ("GET", "/jobs/{id}/events", "Server-Sent Events, ending with one terminal event"),
-        ("GET", "/ws", "WebSocket of all events (?job=ID to filter)"),
-        ("GET", "/models, /models/loaded", "local models; what the model manager holds"),
-        ("POST", "/models/pull, /models/unload", "pull a model (a job); free memory"),
-        ("GET", "/health, /metrics", "liveness and GPU; Prometheus metrics"),
-        ("POST", "/v1/chat/completions, /v1/embeddings", "OpenAI-compatible (GET /v1/models lists models)"),
-    ]:
-        parts.append(f"<tr><td>{method}</td><td><code>{escape(path)}</code></td><td>{escape(what)}</td></tr>")
+        parts.append(f"<pre>curl --json '{escape(json.dumps(example))}' http://HOST{escape(path)}</pre>")
+    parts.append("<h2>Routes</h2><table>")
+    for route in routes:
+        parts.append(f"<tr><td>{route.method}</td><td><code>{escape(route.spec_path)}</code></td>"
+                     f"<td>{escape(route.summary)}</td></tr>")
     parts.append("</table>")
     parts += _errors_and_events()
     parts.append("<h2>Nodes</h2><table><tr><th>type</th><th>inputs</th><th>outputs</th><th></th></tr>")

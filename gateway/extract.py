@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from .keys import CATALOGUE, ENGINE
+
 
 def extract(data: bytes, registry, saved: Callable[[str], dict | None]) -> dict[str, Any]:
     """The response body for a saved file's bytes: ``{"format", "workflow", "params", "parameters"}``.
@@ -29,8 +31,6 @@ def extract(data: bytes, registry, saved: Callable[[str], dict | None]) -> dict[
 
 async def workflow_extract(request: web.Request) -> web.Response:
     """The workflow a file flow saved carries; the body is the file."""
-    from server import CATALOGUE, ENGINE  # the app keys (wherever the gateway keeps them)
-
     data = await request.read()
     catalogue, registry = request.app[CATALOGUE], request.app[ENGINE].registry
 

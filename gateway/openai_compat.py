@@ -16,6 +16,7 @@ from aiohttp import web
 
 from engine import InvalidWorkflow, Workflow
 
+from .keys import ENGINE, JOBS
 from .parse import json_body
 from .present import job_status
 
@@ -30,129 +31,123 @@ def openai_error(status: int, message: str, kind: str = "invalid_request_error",
                              status=status)
 
 
-def openai_routes(jobs_key, engine_key) -> list[web.RouteDef]:
-    """The /v1 routes over the gateway's job queue and engine (their app keys)."""
+def chat_workflow(body: dict) -> Workflow | web.Response:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return openai_error(400, "'messages' must be a non-empty list", param="messages")
+    flat = []
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # content parts: keep the text ones
+            texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type", "text") == "text"]
+            if not all(isinstance(t, str) for t in texts):
+                return openai_error(400, f"messages[{i}]: a text content part needs 'text' as a string",
+                                    param=f"messages[{i}].content")
+            content = "".join(texts)
+        if not isinstance(content, str) or message.get("role") not in ("system", "user", "assistant"):
+            return openai_error(400, f"messages[{i}] needs a role (system, user, assistant) and text content",
+                                param=f"messages[{i}]")
+        flat.append({"role": message["role"], "content": content})
+    inputs: dict[str, Any] = {"messages": flat, "model": str(body.get("model") or "")}
+    for field, name in _CHAT_FIELDS.items():
+        if body.get(field) is not None:
+            inputs[name] = body[field]
+    return Workflow.from_dict({"name": "v1.chat", "nodes": {"chat": {"type": "text.chat", "inputs": inputs}},
+                               "outputs": {"reply": {"from": "chat", "output": "reply"},
+                                           "usage": {"from": "chat", "output": "usage"}}})
 
-    def chat_workflow(body: dict) -> Workflow | web.Response:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return openai_error(400, "'messages' must be a non-empty list", param="messages")
-        flat = []
-        for i, message in enumerate(messages):
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, list):  # content parts: keep the text ones
-                texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type", "text") == "text"]
-                if not all(isinstance(t, str) for t in texts):
-                    return openai_error(400, f"messages[{i}]: a text content part needs 'text' as a string",
-                                        param=f"messages[{i}].content")
-                content = "".join(texts)
-            if not isinstance(content, str) or message.get("role") not in ("system", "user", "assistant"):
-                return openai_error(400, f"messages[{i}] needs a role (system, user, assistant) and text content",
-                                    param=f"messages[{i}]")
-            flat.append({"role": message["role"], "content": content})
-        inputs: dict[str, Any] = {"messages": flat, "model": str(body.get("model") or "")}
-        for field, name in _CHAT_FIELDS.items():
-            if body.get(field) is not None:
-                inputs[name] = body[field]
-        return Workflow.from_dict({"name": "v1.chat", "nodes": {"chat": {"type": "text.chat", "inputs": inputs}},
-                                   "outputs": {"reply": {"from": "chat", "output": "reply"},
-                                               "usage": {"from": "chat", "output": "usage"}}})
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request)  # the error middleware answers /v1 errors in OpenAI's shape
+    workflow = chat_workflow(body)
+    if isinstance(workflow, web.Response):
+        return workflow
+    jobs = request.app[JOBS]
+    try:
+        record = jobs.submit(workflow, {}, name="v1.chat")
+    except InvalidWorkflow as exc:
+        return _invalid(exc)
+    model = str(body.get("model") or "default")
+    created, completion_id = int(time.time()), f"chatcmpl-{record.id}"
+    if body.get("stream"):
+        return await _stream(request, jobs, record.id, completion_id, created, model)
+    done = await jobs.wait(record.id, timeout=24 * 3600)
+    if done.state != "finished":
+        return _job_error(done)
+    reply, usage = done.result["outputs"]["reply"], done.result["outputs"]["usage"]
+    return web.json_response({
+        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                     "finish_reason": _finish(usage)}],
+        "usage": _usage(usage),
+    })
 
-    async def chat_completions(request: web.Request) -> web.StreamResponse:
-        body = await json_body(request)  # the error middleware answers /v1 errors in OpenAI's shape
-        workflow = chat_workflow(body)
-        if isinstance(workflow, web.Response):
-            return workflow
-        jobs = request.app[jobs_key]
-        try:
-            record = jobs.submit(workflow, {}, name="v1.chat")
-        except InvalidWorkflow as exc:
-            return _invalid(exc)
-        model = str(body.get("model") or "default")
-        created, completion_id = int(time.time()), f"chatcmpl-{record.id}"
-        if body.get("stream"):
-            return await _stream(request, jobs, record.id, completion_id, created, model)
-        done = await jobs.wait(record.id, timeout=24 * 3600)
-        if done.state != "finished":
-            return _job_error(done)
-        reply, usage = done.result["outputs"]["reply"], done.result["outputs"]["usage"]
-        return web.json_response({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                         "finish_reason": _finish(usage)}],
-            "usage": _usage(usage),
-        })
+async def _stream(request, jobs, job_id, completion_id, created, model) -> web.StreamResponse:
+    """Server-Sent Events of `chat.completion.chunk`s from the node's streamed text, then [DONE]."""
+    subscription = jobs.subscribe(job_id)  # right after submit: the worker has not started it yet
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
 
-    async def _stream(request, jobs, job_id, completion_id, created, model) -> web.StreamResponse:
-        """Server-Sent Events of `chat.completion.chunk`s from the node's streamed text, then [DONE]."""
-        subscription = jobs.subscribe(job_id)  # right after submit: the worker has not started it yet
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
+    async def send(delta: dict, finish: str | None = None) -> None:
+        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
-        async def send(delta: dict, finish: str | None = None) -> None:
-            chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+    try:
+        await send({"role": "assistant"})
+        streamed = ""
+        while True:
+            event = await subscription.next()
+            if event is None:
+                break
+            if event.kind == "node.progress" and event.message:
+                streamed += event.message
+                await send({"content": event.message})
+            elif event.terminal:
+                break
+        done = jobs.get(job_id)
+        if done.state == "finished":
+            reply = done.result["outputs"]["reply"]
+            if reply != streamed:
+                # served from the cache (nothing streamed), or the node sent less than its reply
+                rest = reply[len(streamed):] if reply.startswith(streamed) else reply
+                await send({"content": rest})
+            await send({}, _finish(done.result["outputs"]["usage"]))
+        else:  # the status line was sent already: the error travels as an event, in OpenAI's shape
+            await response.write(f"data: {json.dumps(_error_json(done))}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+    finally:
+        jobs.unsubscribe(subscription)
+    return response
 
-        try:
-            await send({"role": "assistant"})
-            streamed = ""
-            while True:
-                event = await subscription.next()
-                if event is None:
-                    break
-                if event.kind == "node.progress" and event.message:
-                    streamed += event.message
-                    await send({"content": event.message})
-                elif event.terminal:
-                    break
-            done = jobs.get(job_id)
-            if done.state == "finished":
-                reply = done.result["outputs"]["reply"]
-                if reply != streamed:
-                    # served from the cache (nothing streamed), or the node sent less than its reply
-                    rest = reply[len(streamed):] if reply.startswith(streamed) else reply
-                    await send({"content": rest})
-                await send({}, _finish(done.result["outputs"]["usage"]))
-            else:  # the status line was sent already: the error travels as an event, in OpenAI's shape
-                await response.write(f"data: {json.dumps(_error_json(done))}\n\n".encode())
-            await response.write(b"data: [DONE]\n\n")
-        finally:
-            jobs.unsubscribe(subscription)
-        return response
+async def embeddings(request: web.Request) -> web.Response:
+    body = await json_body(request)  # the error middleware answers /v1 errors in OpenAI's shape
+    texts = body.get("input")
+    if not (isinstance(texts, str) or (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
+        return openai_error(400, "'input' must be a string or a non-empty list of strings", param="input")
+    model = str(body.get("model") or "")
+    workflow = Workflow.from_dict({"name": "v1.embeddings", "nodes": {"embed": {
+        "type": "text.embed", "inputs": {"texts": texts, "model": model}}},
+        "outputs": {"vectors": {"from": "embed", "output": "vectors"}}})
+    jobs = request.app[JOBS]
+    try:
+        record = jobs.submit(workflow, {}, name="v1.embeddings")
+    except InvalidWorkflow as exc:
+        return _invalid(exc)
+    done = await jobs.wait(record.id, timeout=24 * 3600)
+    if done.state != "finished":
+        return _job_error(done)
+    vectors = done.result["outputs"]["vectors"]
+    return web.json_response({
+        "object": "list", "model": model or "default",
+        "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},  # token counts are not measured for embeddings
+    })
 
-    async def embeddings(request: web.Request) -> web.Response:
-        body = await json_body(request)  # the error middleware answers /v1 errors in OpenAI's shape
-        texts = body.get("input")
-        if not (isinstance(texts, str) or (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
-            return openai_error(400, "'input' must be a string or a non-empty list of strings", param="input")
-        model = str(body.get("model") or "")
-        workflow = Workflow.from_dict({"name": "v1.embeddings", "nodes": {"embed": {
-            "type": "text.embed", "inputs": {"texts": texts, "model": model}}},
-            "outputs": {"vectors": {"from": "embed", "output": "vectors"}}})
-        jobs = request.app[jobs_key]
-        try:
-            record = jobs.submit(workflow, {}, name="v1.embeddings")
-        except InvalidWorkflow as exc:
-            return _invalid(exc)
-        done = await jobs.wait(record.id, timeout=24 * 3600)
-        if done.state != "finished":
-            return _job_error(done)
-        vectors = done.result["outputs"]["vectors"]
-        return web.json_response({
-            "object": "list", "model": model or "default",
-            "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": 0, "total_tokens": 0},  # token counts are not measured for embeddings
-        })
-
-    async def models(request: web.Request) -> web.Response:
-        engine = request.app[engine_key]
-        found = [] if engine.models is None else [m.ref for m in engine.models.store.list()]
-        return web.json_response({"object": "list", "data": [
-            {"id": ref, "object": "model", "created": 0, "owned_by": "flow"} for ref in found]})
-
-    return [web.post("/v1/chat/completions", chat_completions), web.post("/v1/embeddings", embeddings),
-            web.get("/v1/models", models)]
+async def models(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    found = [] if engine.models is None else [m.ref for m in engine.models.store.list()]
+    return web.json_response({"object": "list", "data": [
+        {"id": ref, "object": "model", "created": 0, "owned_by": "flow"} for ref in found]})
 
 
 def _invalid(exc: InvalidWorkflow) -> web.Response:

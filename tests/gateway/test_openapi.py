@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from gateway_support import run
 
-from engine.openapi import event_classes, event_schemas
+from gateway.api_schemas import event_classes, event_schemas
 
 ROUTE_PARAM_SUFFIXES = (":.+}",)  # aiohttp's `{name:.+}` is OpenAPI's `{name}`
 

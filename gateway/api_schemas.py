@@ -10,8 +10,8 @@ import dataclasses
 import types
 import typing
 
-from . import events
-from .jobstore import STATES as _JOB_STATES
+from engine import events
+from engine.jobstore import STATES as _JOB_STATES
 
 REF = "#/components/schemas/"
 

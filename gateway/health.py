@@ -1,0 +1,54 @@
+"""Operations: health (no token needed) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from engine import version
+
+from .keys import CATALOGUE, ENGINE, JOBS, METRICS, STARTED
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    body: dict[str, Any] = {"status": "ok", "version": version(),
+                            "uptime": time.time() - request.app[STARTED],
+                            "jobs": request.app[JOBS].counts(),
+                            "endpoints": sorted(request.app[CATALOGUE].endpoints)}
+    stuck = engine.stuck_workers()  # node threads still running work of jobs that ended (a stalled backend)
+    body["workers"] = {"stuck": len(stuck),
+                       "stuck_nodes": [{"node_type": s["node_type"], "stuck_s": s["stuck_s"]} for s in stuck]}
+    if engine.models is not None:
+        body["models"] = await asyncio.get_running_loop().run_in_executor(None, _model_health, engine.models)
+    problems = request.app[CATALOGUE].problems
+    if problems:
+        body["workflow_problems"] = problems
+    return web.json_response(body)
+
+
+def _model_health(models) -> dict:
+    report = models.report().to_json()
+    torch = sys.modules.get("torch")  # only once a model (or the start-up probe) loaded it
+    if torch is not None:
+        gpu = torch.cuda.is_available()
+        report["torch"] = {"version": torch.__version__, "hip": getattr(torch.version, "hip", None),
+                           "cuda": torch.version.cuda,
+                           "gpu": torch.cuda.get_device_name(0) if gpu else None}
+    ollama = getattr(models, "ollama", None)
+    if ollama is not None:
+        try:
+            report["ollama"] = {"reachable": True, "loaded": [m.get("name") for m in ollama.loaded()]}
+        except Exception as exc:  # reported, not raised: health must answer
+            report["ollama"] = {"reachable": False, "error": str(exc)}
+    return report
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = request.app[METRICS].render(request.app[JOBS].counts(), request.app[ENGINE])
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})

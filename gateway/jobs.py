@@ -1,0 +1,171 @@
+"""Jobs and their events: run an endpoint or any graph, list, read and cancel jobs, SSE and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import WSMsgType, web
+
+from engine import Workflow
+from engine.catalogue import Endpoint
+from engine.errors import InvalidRequest
+from engine.jobs import terminal_event
+from engine.jobstore import STATES, JobRecord
+
+from .keys import ENGINE, JOBS, PRESENTER, SETTINGS
+from .parse import json_body, query_choice, query_int, query_number, wants_async
+from .present import dumps, job_status
+
+
+def job_url(request: web.Request, job_id: str) -> str:
+    return str(request.app.router["job"].url_for(id=job_id))
+
+
+def _inline(request: web.Request) -> bool:
+    return query_choice(request, "media", ("url", "base64"), "url") == "base64"
+
+
+async def answer(request: web.Request, record: JobRecord, *, async_default: bool = False) -> web.Response:
+    """202 with the job URL, or wait (bounded) and answer the result; a failed job answers its error."""
+    jobs, settings = request.app[JOBS], request.app[SETTINGS]
+    accepted = {"id": record.id, "state": record.state, "url": job_url(request, record.id)}
+    inline = _inline(request)
+    if wants_async(request, async_default):
+        return web.json_response(accepted, status=202, headers={"Location": accepted["url"]})
+    timeout = query_number(request, "timeout", settings.request_timeout, 0, 24 * 3600)
+    record = await jobs.wait(record.id, timeout)
+    if not record.terminal:
+        return web.json_response({**accepted, "state": record.state}, status=202,
+                                 headers={"Location": accepted["url"]})
+    body = request.app[PRESENTER].job_json(record, inline=inline)
+    if record.state == "finished":
+        return web.json_response(body, dumps=dumps)
+    return web.json_response({**body, "error": record.error or {}}, status=job_status(record.error), dumps=dumps)
+
+
+def endpoint_handler(endpoint: Endpoint):
+    """The handler of one saved endpoint: the body fills the workflow's params."""
+
+    async def handle(request: web.Request) -> web.Response:
+        params = await json_body(request, required=False)
+        record = request.app[JOBS].submit(endpoint.workflow, params, name=endpoint.name)
+        return await answer(request, record)
+
+    handle.__name__ = f"endpoint_{endpoint.name}"
+    return handle
+
+
+async def post_job(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if "workflow" not in body:
+        raise InvalidRequest("the body needs a 'workflow' (a workflow document) and may give 'params', 'outputs'")
+    params, outputs = body.get("params") or {}, body.get("outputs")
+    if not isinstance(params, dict):
+        raise InvalidRequest("'params' must be an object of param name -> value")
+    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
+        raise InvalidRequest("'outputs' must be a list of output names")
+    engine = request.app[ENGINE]
+
+    def prepare() -> Workflow:
+        # Parsing and validating a large graph takes a while: do it off the event loop.
+        workflow = Workflow.from_dict(body["workflow"])
+        engine.compile(workflow).bind(params)
+        return workflow
+
+    workflow = await asyncio.get_running_loop().run_in_executor(None, prepare)
+    record = request.app[JOBS].submit(workflow, params, name=workflow.name, outputs=outputs)
+    return await answer(request, record, async_default=True)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 50, 1, 500)
+    before = query_int(request, "before", None, 0, 2**62)
+    state = query_choice(request, "state", STATES, None)
+    records = request.app[JOBS].page(state=state, limit=limit, before=before)
+    jobs = [{**r.to_json(), "seq": r.seq, "url": job_url(request, r.id)} for r in records]
+    page = {"jobs": jobs, "counts": request.app[JOBS].counts()}
+    if len(records) == limit:
+        page["next"] = str(request.rel_url.update_query(before=records[-1].seq))
+    return web.json_response(page, dumps=dumps)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    record = request.app[JOBS].get(request.match_info["id"])
+    body = request.app[PRESENTER].job_json(record, inline=_inline(request), with_workflow=True)
+    return web.json_response(body, dumps=dumps)
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    record = request.app[JOBS].cancel(request.match_info["id"])
+    return web.json_response(request.app[PRESENTER].job_json(record))
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events of one job; ends after its one terminal event."""
+    jobs = request.app[JOBS]
+    job_id = request.match_info["id"]
+    subscription = jobs.subscribe(job_id)  # before reading the state: no event falls between
+    try:
+        record = jobs.get(job_id)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        await _sse(response, "job.state", request.app[PRESENTER].job_json(record))
+        if record.terminal:
+            event = terminal_event(record)  # the same event a live listener got
+            await _sse(response, event.kind, event.to_json())
+            return response
+        while True:
+            try:
+                event = await subscription.next(timeout=15)
+            except asyncio.TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if event is None:  # dropped for falling behind
+                break
+            await _sse(response, event.kind, event.to_json())
+            if event.terminal:
+                break
+        return response
+    finally:
+        jobs.unsubscribe(subscription)
+
+
+async def _sse(response: web.StreamResponse, kind: str, data: dict) -> None:
+    await response.write(f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode())
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """Every job's events as JSON messages; ``?job=ID`` keeps one job's."""
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    jobs = request.app[JOBS]
+    subscription = jobs.subscribe(request.query.get("job"))
+    reader = asyncio.create_task(_drain(ws))
+    try:
+        while not ws.closed and not reader.done():
+            try:
+                event = await subscription.next(timeout=1)
+            except asyncio.TimeoutError:
+                continue
+            if event is None:
+                if subscription.closed:
+                    await ws.close(code=1001, message=b"the server is shutting down")
+                else:
+                    await ws.close(code=1013, message=b"too slow: events were dropped; reconnect")
+                break
+            await asyncio.wait_for(ws.send_json(event.to_json(), dumps=lambda o: json.dumps(o, default=str)), 10)
+    except (ConnectionResetError, asyncio.TimeoutError):
+        pass
+    finally:
+        jobs.unsubscribe(subscription)
+        reader.cancel()
+        await ws.close()
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    async for message in ws:
+        if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
