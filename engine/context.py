@@ -23,6 +23,7 @@ class RunInfo:
     used: dict[str, Any]
     seeds: dict[str, int]
     seed_inputs: dict[str, str]  # node -> the name of its seed input
+    registry: Any = None  # reproducible() writes each node's version from it
 
     def reproducible(self, pick: Mapping[str, dict] | None = None) -> dict:
         """A workflow document that reproduces this run as is: params default to the values used and
@@ -48,7 +49,11 @@ class RunInfo:
             self._fill_param(params, name, writes)
         for (node, name), value in writes.items():
             nodes[node].setdefault("inputs", {})[name] = value
-        return doc
+        if self.registry is None:
+            return doc
+        from .upgrade import stamp_versions
+
+        return stamp_versions(doc, self.registry)  # a saved file says which version of each node made it
 
     def _fill_param(self, params: dict, name: str, writes: dict) -> None:
         """Give param ``name`` the value it had; an input that got another value (a seed each) leaves it."""

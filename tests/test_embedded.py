@@ -136,7 +136,8 @@ def test_embedded_text_and_json_files_carry_it_in_a_sidecar(saver):
         path = Path(result.outputs[name])
         assert sidecar(path).is_file()
         described = read_description(path)
-        assert described["workflow"]["nodes"] == doc["nodes"] and described["params"] == {}
+        stamped = {node: {**body, "version": 1} for node, body in doc["nodes"].items()}  # each node's version
+        assert described["workflow"]["nodes"] == stamped and described["params"] == {}
     assert json.loads(Path(result.outputs["json"]).read_text()) == {"a": 1}  # the value itself stays as it was
     assert read_description(sidecar(result.outputs["text"]))["format"] == "json"
 

@@ -301,6 +301,7 @@ def test_executor_run_info_reproduces_a_run_with_drawn_seeds(registry, tmp_path)
     replay = engine.run_sync(Workflow.from_dict(first.outputs["doc"]))
     assert replay.outputs["v"] == first.outputs["v"] and replay.outputs["v2"] == first.outputs["v2"]
     assert replay.seeds == first.seeds
+    assert all(body["version"] >= 1 for body in first.outputs["doc"]["nodes"].values())  # versions travel too
     engine.close()
 
 
