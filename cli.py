@@ -12,38 +12,18 @@ import sys
 import click
 
 from cli_endpoints import FlowCLI
+from cli_run import (
+    EXIT_FAILED, Progress, build_engine, load_settings, model_manager, report_invalid, run_local, run_remote,
+    server_options, show,
+)
 
 VERSION = "0.1.0"
-
-EXIT_FAILED = 1  # a node failed while running
-EXIT_INVALID = 2  # the workflow or a param is invalid (also click's usage errors)
-EXIT_CANCELLED = 130  # interrupted (Ctrl-C)
 
 
 @click.group(cls=FlowCLI, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, prog_name="flow")
 def main():
     """flow: text, image, music and video generation as workflow graphs on one GPU."""
-
-
-def _settings(**overrides):
-    from engine.settings import Settings
-
-    try:
-        return Settings.from_env(**overrides)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-
-
-def _engine(settings):
-    """The engine every command shares, with its model manager (lazy: torch loads on first lease)."""
-    import nodes
-    from engine import Engine
-    from nodes.llm import TextBackends
-
-    models = _model_manager(settings)
-    config = {"text": TextBackends.from_settings(settings)}
-    return Engine.from_settings(settings, nodes.registry(), models=models, config=config)
 
 
 def _load(path: str, settings):
@@ -53,10 +33,16 @@ def _load(path: str, settings):
     from engine import Workflow
 
     candidate = Path(path)
-    if candidate.suffix.lower() in (".png", ".webp", ".jpg", ".jpeg") and candidate.is_file():
-        from engine.embedded import workflow_from_image
+    if candidate.is_file() and (candidate.suffix.lower() != ".json" or len(candidate.suffixes) > 1):
+        # A file flow saved (image, audio, video, text, or a <file>.json sidecar): re-run what it carries.
+        import nodes
+        from engine.embedded import workflow_from_file
 
-        return workflow_from_image(candidate)  # re-run the workflow a saved image carries
+        def saved(name: str) -> dict | None:  # older files name the saved workflow that made them
+            found = settings.workflows_dir / f"{name}.json"
+            return Workflow.load(found).doc if name.isidentifier() and found.is_file() else None
+
+        return workflow_from_file(candidate, nodes.registry(), saved)
     if not candidate.exists() and not path.endswith(".json"):
         named = settings.workflows_dir / f"{path}.json"
         if named.exists():
@@ -74,163 +60,16 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return raw
 
 
-def _report_invalid(exc) -> None:
-    """Every problem on stderr, one per line, then exit 2."""
-    for problem in exc.problems:
-        click.echo(f"invalid: {problem}", err=True)
-    sys.exit(EXIT_INVALID)
-
-
-class _Progress:
-    """Draws one line per node on stderr from the engine's events (local) or the gateway's (remote)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.live = False
-
-    def __call__(self, event) -> None:
-        self.show(event.kind, event.to_json())
-
-    def show(self, kind: str, e: dict) -> None:
-        """Draw one event given as its JSON form."""
-        if not self.enabled:
-            return
-        if kind == "node.progress":
-            total = f"/{e['total']:g}" if e.get("total") else ""
-            note = f" {e['message']}" if e.get("message") else ""
-            click.echo(f"\r  … {e['node']} ({e['node_type']}) {e['done']:g}{total}{note}\033[K", err=True, nl=False)
-            self.live = True
-            return
-        line = {
-            "node.finished": lambda: f"  ✓ {e['node']} ({e['node_type']}) {e['elapsed'] * 1000:.1f} ms",
-            "node.cached": lambda: f"  = {e['node']} ({e['node_type']}) cached",
-            "node.failed": lambda: f"  ✗ {e['node']} ({e['node_type']}) failed: {e['message']}",
-            "job.cancelled": lambda: f"  cancelled: {e.get('reason', '')}",
-        }.get(kind)
-        if line is not None:
-            prefix = "\r\033[K" if self.live else ""
-            self.live = False
-            click.echo(prefix + line(), err=True)
-
-
-def _present(value, files, name: str):
-    """A JSON-ready form of an output: media values are written to files and given as paths."""
-    if isinstance(value, (str, int, float, bool, type(None), list, dict)):
-        return value
-    write = getattr(value, "write_file", None)
-    if write is not None:
-        return str(write(files, f"outputs/{name}"))
-    return repr(value)
-
-
-def _run_local(settings, load, raw_params: dict[str, str] | None, values: dict | None, outputs, progress,
-               debug: bool) -> dict:
-    """Run in this process; returns the `--json` shape. Exits 2 / 1 / 130 on invalid / failed / cancelled."""
-    import asyncio
-    import signal
-
-    from engine import Cancelled, CancelToken, FlowError, InvalidWorkflow
-
-    engine = _engine(settings)
-
-    async def go():
-        token = CancelToken()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, token.cancel, "interrupted (Ctrl-C)")
-        wf = load()
-        params = values if values is not None else engine.compile(wf).params_from_text(raw_params or {})
-        return await engine.run(wf, params, outputs=outputs or None, listener=progress, cancel=token)
-
-    try:
-        result = asyncio.run(go())
-    except InvalidWorkflow as exc:
-        _report_invalid(exc)
-    except Cancelled as exc:
-        click.echo(f"cancelled: {exc}", err=True)
-        sys.exit(EXIT_CANCELLED)
-    except FlowError as exc:
-        _fail(exc, debug)
-    finally:
-        engine.close()
-    return {"job_id": result.job_id,
-            "outputs": {name: _present(v, engine.files, name) for name, v in result.outputs.items()},
-            "executed": result.executed, "cached": result.cached, "seeds": result.seeds,
-            "timings": result.timings, "elapsed": result.elapsed}
-
-
-def _fail(exc, debug: bool):
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_FAILED)
-
-
-def _run_remote(server: str, token: str, path: str, body: dict, out_dir, progress, debug: bool) -> dict:
-    """Run on a gateway; media outputs are downloaded into ``out_dir``. Same shape as :func:`_run_local`."""
-    from pathlib import Path
-
-    from engine import FlowError, InvalidWorkflow
-    from gateway.client import Client
-
-    client = Client(server, token)
-    try:
-        job = client.run(path, body, on_event=progress.show)
-    except InvalidWorkflow as exc:
-        _report_invalid(exc)
-    except FlowError as exc:
-        _fail(exc, debug)
-    if job["state"] == "cancelled":
-        click.echo(f"cancelled: {job.get('error', {}).get('message', '')}", err=True)
-        sys.exit(EXIT_CANCELLED)
-    if job["state"] != "finished":
-        _fail(FlowError(job.get("error", {}).get("message", f"the job ended {job['state']}")), debug)
-    outputs = dict(job.get("outputs", {}))
-    for name, value in outputs.items():
-        if isinstance(value, dict) and set(value) >= {"url", "path"}:  # a media file on the gateway
-            target = Path(out_dir or "outputs") / "downloads" / value["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.download(value["url"], target)
-            outputs[name] = str(target)
-    return {"job_id": job["id"], "outputs": outputs, "executed": job.get("executed", []),
-            "cached": job.get("cached", []), "seeds": job.get("seeds", {}), "timings": job.get("timings", {}),
-            "elapsed": job.get("elapsed")}
-
-
-def _show(result: dict, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False, default=repr))
-        return
-    for name, value in result["outputs"].items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        click.echo(f"{name}: {text}")
-    if result["seeds"]:
-        click.echo("seeds: " + ", ".join(f"{node}={seed}" for node, seed in result["seeds"].items()), err=True)
-
-
-def _server_options(command):
-    """--server, --token, --json, --out, --debug: shared by `run` and every endpoint command."""
-    for option in reversed([
-        click.option("--server", metavar="URL", envvar="FLOW_SERVER", help="run on this gateway instead of here"),
-        click.option("--token", envvar="FLOW_API_TOKEN", default="", help="the gateway's API token"),
-        click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for saved files"),
-        click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout, nothing else"),
-        click.option("--debug", is_flag=True, help="show tracebacks"),
-    ]):
-        command = option(command)
-    return command
-
-
 @main.command()
 @click.argument("workflow")
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="fill a workflow param")
 @click.option("--output", "-o", "outputs", multiple=True, metavar="NAME", help="compute only these outputs")
-@_server_options
+@server_options
 def run(workflow, params, outputs, server, token, out_dir, as_json, debug):
-    """Run WORKFLOW (a .json file, or the name of a saved workflow)."""
-    settings = _settings(output_dir=out_dir)
+    """Run WORKFLOW (a .json file, the name of a saved workflow, or a file flow saved: PNG, WAV, MP4...)."""
+    settings = load_settings(output_dir=out_dir)
     raw = _parse_params(params)
-    progress = _Progress(enabled=not as_json and sys.stderr.isatty())
+    progress = Progress(enabled=not as_json and sys.stderr.isatty())
     if server:
         from engine import InvalidWorkflow
 
@@ -238,12 +77,12 @@ def run(workflow, params, outputs, server, token, out_dir, as_json, debug):
             wf = _load(workflow, settings)
             values = _engine_free_params(wf, raw)
         except InvalidWorkflow as exc:
-            _report_invalid(exc)
+            report_invalid(exc)
         body = {"workflow": wf.doc, "params": values, **({"outputs": list(outputs)} if outputs else {})}
-        result = _run_remote(server, token, "/jobs", body, out_dir, progress, debug)
+        result = run_remote(server, token, "/jobs", body, out_dir, progress, debug)
     else:
-        result = _run_local(settings, lambda: _load(workflow, settings), raw, None, outputs, progress, debug)
-    _show(result, as_json)
+        result = run_local(settings, lambda: _load(workflow, settings), raw, None, outputs, progress, debug)
+    show(result, as_json)
 
 
 def _engine_free_params(workflow, raw: dict[str, str]) -> dict:
@@ -263,7 +102,7 @@ def serve(host, port, insecure_no_token):
     """Start the gateway: every endpoint, jobs, events, models and the web page."""
     import logging
 
-    settings = _settings(host=host, port=port, insecure_no_token=insecure_no_token)
+    settings = load_settings(host=host, port=port, insecure_no_token=insecure_no_token)
     from gateway.security import exposure_problem
 
     problem = exposure_problem(settings)
@@ -272,7 +111,7 @@ def serve(host, port, insecure_no_token):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from server import serve as run_server
 
-    run_server(settings, _engine(settings))
+    run_server(settings, build_engine(settings))
 
 
 @main.command()
@@ -282,14 +121,14 @@ def validate(workflow, params):
     """Check WORKFLOW without running it; print every problem (exit 2) or a summary (exit 0)."""
     from engine import InvalidWorkflow
 
-    settings = _settings()
-    engine = _engine(settings)
+    settings = load_settings()
+    engine = build_engine(settings)
     try:
         wf = _load(workflow, settings)
         compiled = engine.compile(wf)
         compiled.bind(compiled.params_from_text(_parse_params(params)))
     except InvalidWorkflow as exc:
-        _report_invalid(exc)
+        report_invalid(exc)
     finally:
         engine.close()
     click.echo(f"ok: {wf.name}: {len(wf.nodes)} nodes, params: {', '.join(compiled.params) or 'none'}, "
@@ -331,23 +170,13 @@ def doctor(as_json, profile, env_file):
     import os
     from pathlib import Path
 
-    from engine.doctor import diagnose, render
+    from deploy.doctor import diagnose, render
 
     gpu = None if profile is None else profile == "gpu"
     report = diagnose(os.environ, env_file=Path(env_file), gpu=gpu)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else render(report))
     if not report.ok:
         sys.exit(EXIT_FAILED)
-
-
-def _model_manager(settings=None):
-    """The model manager (lazy: nothing loads, torch included, until a model is leased)."""
-    import os
-
-    from engine.models import ModelManager
-
-    # The face reads HF_TOKEN once; the engine never reads the environment.
-    return ModelManager.from_settings(settings or _settings(), hf_token=os.environ.get("HF_TOKEN"))
 
 
 def _pull_bar():
@@ -374,7 +203,7 @@ def pull(ref, variant):
     """Fetch a model (hf:ORG/NAME[@REV] or ollama:NAME[:TAG]); an interrupted pull resumes when run again."""
     from engine.errors import FlowError
 
-    store = _model_manager().store
+    store = model_manager().store
     try:
         folder = store.pull(ref, variant=variant, progress=_pull_bar())
     except FlowError as exc:
@@ -391,7 +220,7 @@ def models_command(ctx, as_json):
     """List the models on this machine (Hugging Face, local folders, Ollama) with sizes and places."""
     if ctx.invoked_subcommand is not None:
         return
-    found = _model_manager().store.list()
+    found = model_manager().store.list()
     if as_json:
         click.echo(json.dumps([m.to_json() for m in found], indent=2))
         return
@@ -405,7 +234,7 @@ def models_command(ctx, as_json):
 @click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
 def models_loaded(as_json):
     """Show the model manager's device, budget, loaded models and counters (this process only)."""
-    manager = _model_manager()
+    manager = model_manager()
     manager.device  # probe the device and budget so the report names them
     report = manager.report()
     if as_json:

@@ -1,8 +1,8 @@
 """`flow` subcommands generated from saved endpoint workflows: `/text/gen` -> `flow text gen`.
 
 Listing them reads only the workflows' JSON (so `flow --help` stays fast); a command's options
-are built from its workflow's params when it is used. Running goes through the same helpers as
-`flow run`, in process or against a gateway (`--server`).
+are built from its workflow's params when it is used. Running goes through `flow run`'s helpers
+(cli_run.py), in process or against a gateway (`--server`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import json
 import sys
 
 import click
+
+from cli_run import Progress, load_settings, report_invalid, run_local, run_remote, server_options, show
 
 
 class FlowCLI(click.Group):
@@ -24,9 +26,7 @@ class FlowCLI(click.Group):
         """First path segment -> {rest of the path or "": (endpoint path, workflow file, description)}."""
         from pathlib import Path
 
-        from cli import _settings
-
-        folder = Path(_settings().workflows_dir)
+        folder = Path(load_settings().workflows_dir)
         tree: dict[str, dict[str, tuple[str, object, str]]] = {}
         for path in sorted(folder.glob("*.json")):
             try:
@@ -77,7 +77,6 @@ class _LazyEndpoint(click.Command):
 
 def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
     """A command for one saved endpoint: its params become options; the first TEXT param is also positional."""
-    from cli import _Progress, _report_invalid, _run_local, _run_remote, _server_options, _settings, _show
     from engine import InvalidWorkflow, Workflow
 
     try:
@@ -91,7 +90,7 @@ def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
 
         @click.command(name, help=f"(invalid workflow {path})")
         def broken():
-            _report_invalid(problems)
+            report_invalid(problems)
 
         return broken
     from engine.types import ValueType
@@ -123,14 +122,14 @@ def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
                 except ValueError:
                     pass  # a bare word is a JSON string
             values[pname] = value
-        settings = _settings(output_dir=out_dir)
-        progress = _Progress(enabled=not as_json and sys.stderr.isatty())
+        settings = load_settings(output_dir=out_dir)
+        progress = Progress(enabled=not as_json and sys.stderr.isatty())
         if server:
-            result = _run_remote(server, token, endpoint, values, out_dir, progress, debug)
+            result = run_remote(server, token, endpoint, values, out_dir, progress, debug)
         else:
-            result = _run_local(settings, lambda: workflow, None, values, None, progress, debug)
-        _show(result, as_json)
+            result = run_local(settings, lambda: workflow, None, values, None, progress, debug)
+        show(result, as_json)
 
     command = click.Command(name, callback=callback, params=options,
                             help=f"POST {endpoint}: {workflow.description or workflow.name}")
-    return _server_options(command)
+    return server_options(command)

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-GiB = 1 << 30
+from engine.models.sizes import GiB
 
 
 @dataclass(frozen=True, slots=True)

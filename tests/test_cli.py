@@ -115,3 +115,12 @@ def test_cli_help_imports_no_heavy_library(tmp_path):
              "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_cli_endpoints_takes_the_run_helpers_from_cli_run_not_from_cli():
+    import ast
+
+    tree = ast.parse((ROOT / "cli_endpoints.py").read_text())  # every import, function bodies included
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "cli_run" in imported and "cli" not in imported

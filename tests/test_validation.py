@@ -104,6 +104,7 @@ def test_validation_literal_that_looks_like_a_link_is_a_link(engine):
     assert any("missing node 'x'" in p.message for p in engine.validate(wf))
 
 
+@pytest.mark.slow  # over 3 s
 def test_validation_100000_node_chain_validates_iteratively(engine):
     wf = Workflow.loads(json.dumps(chain(100_000).doc))
     compiled = engine.compile(wf)

@@ -8,14 +8,14 @@ import os
 import pytest
 from deploy_support import REPO, ROCMINFO_6750XT, add_docker
 
-from engine import doctor
-from engine.doctor import Status
-from engine.host import (
+from deploy import config_checks, doctor, host_checks
+from deploy.host import (
     Account, Commands, Gpu, documented_variables, gpus_from_rocminfo, gpus_from_sysfs, read_dotenv,
 )
+from deploy.verdict import Status
+from engine.models.sizes import GiB
 from engine.settings import Settings
 
-GiB = 1 << 30
 ALICE = Account("alice", 1000, frozenset({"alice", "video", "render"}))
 RX6750XT = Gpu("gfx1031", "AMD Radeon RX 6750 XT", 12 * GiB)
 GROUPS = """\
@@ -35,30 +35,30 @@ def no_hip():
 
 def test_check_docker_passes_with_the_docker_cli(fake_bin):
     add_docker(fake_bin)
-    check = doctor.check_docker(Commands(fake_bin.path), inside_container=False)
+    check = host_checks.check_docker(Commands(fake_bin.path), inside_container=False)
     assert check.status is Status.PASS and "28.2.2" in check.message
 
 
 def test_check_docker_fails_without_docker(fake_bin):
-    check = doctor.check_docker(Commands(fake_bin.path), inside_container=False)
+    check = host_checks.check_docker(Commands(fake_bin.path), inside_container=False)
     assert check.status is Status.FAIL and "docs.docker.com" in check.fix
 
 
 def test_check_docker_is_not_needed_inside_a_container(fake_bin):
-    assert doctor.check_docker(Commands(fake_bin.path), inside_container=True).status is Status.PASS
+    assert host_checks.check_docker(Commands(fake_bin.path), inside_container=True).status is Status.PASS
 
 
 @pytest.mark.parametrize("version, status", [("2.29.1", Status.PASS), ("v2.24.0", Status.PASS),
                                              ("2.20.3", Status.WARN)])
 def test_check_compose_judges_the_plugin_version(fake_bin, version, status):
     add_docker(fake_bin, compose_version=version)
-    assert doctor.check_compose(Commands(fake_bin.path), inside_container=False).status is status
+    assert host_checks.check_compose(Commands(fake_bin.path), inside_container=False).status is status
 
 
 def test_check_compose_fails_with_only_compose_v1(fake_bin):
     add_docker(fake_bin, compose_version=None)
     fake_bin("docker-compose", 'echo "docker-compose version 1.29.2"\n')
-    check = doctor.check_compose(Commands(fake_bin.path), inside_container=False)
+    check = host_checks.check_compose(Commands(fake_bin.path), inside_container=False)
     assert check.status is Status.FAIL
     assert "v1" in check.message and "docker-compose-plugin" in check.fix
 
@@ -66,7 +66,7 @@ def test_check_compose_fails_with_only_compose_v1(fake_bin):
 @pytest.mark.parametrize("daemon, status", [(True, Status.PASS), (False, Status.WARN)])
 def test_check_docker_engine_reports_the_daemon(fake_bin, daemon, status):
     add_docker(fake_bin, daemon=daemon)
-    check = doctor.check_docker_engine(Commands(fake_bin.path), inside_container=False)
+    check = host_checks.check_docker_engine(Commands(fake_bin.path), inside_container=False)
     assert check.status is status
     if not daemon:
         assert "Cannot connect" in check.message and "usermod -aG docker" in check.fix
@@ -83,24 +83,24 @@ def test_commands_report_a_hanging_program_as_timed_out(fake_bin):
 def test_check_rocm_passes_when_rocminfo_runs(fake_bin, host):
     fake_bin("rocminfo", f"cat <<'EOF'\n{ROCMINFO_6750XT}EOF\n")
     host.rocm_version("6.4.3")
-    check = doctor.check_rocm(Commands(fake_bin.path), host.root, no_hip, gpu=True)
+    check = host_checks.check_rocm(Commands(fake_bin.path), host.root, no_hip, gpu=True)
     assert check.status is Status.PASS and "6.4.3" in check.message
 
 
 @pytest.mark.parametrize("gpu, status", [(True, Status.FAIL), (False, Status.WARN)])
 def test_check_rocm_reports_a_broken_rocminfo(fake_bin, host, gpu, status):
     fake_bin("rocminfo", 'echo "hsa api call failure at: /dev/kfd: Permission denied" >&2\nexit 1\n')
-    check = doctor.check_rocm(Commands(fake_bin.path), host.root, no_hip, gpu=gpu)
+    check = host_checks.check_rocm(Commands(fake_bin.path), host.root, no_hip, gpu=gpu)
     assert check.status is status and "Permission denied" in check.message
 
 
 def test_check_rocm_accepts_a_rocm_build_of_torch(fake_bin, host):
-    check = doctor.check_rocm(Commands(fake_bin.path), host.root, lambda: "6.4.43482", gpu=True)
+    check = host_checks.check_rocm(Commands(fake_bin.path), host.root, lambda: "6.4.43482", gpu=True)
     assert check.status is Status.PASS and "6.4.43482" in check.message
 
 
 def test_check_rocm_warns_when_the_host_has_no_rocm_tools(fake_bin, host):
-    check = doctor.check_rocm(Commands(fake_bin.path), host.root, no_hip, gpu=True)
+    check = host_checks.check_rocm(Commands(fake_bin.path), host.root, no_hip, gpu=True)
     assert check.status is Status.WARN and "rocminfo" in check.fix
 
 
@@ -126,13 +126,13 @@ def test_gpus_from_rocminfo_lists_gpu_agents_only():
 
 @pytest.mark.parametrize("gpu, status", [(True, Status.FAIL), (False, Status.PASS)])
 def test_check_gpu_without_a_card(gpu, status):
-    check = doctor.check_gpu([], gpu=gpu)
+    check = host_checks.check_gpu([], gpu=gpu)
     assert check.status is status
     assert ("COMPOSE_PROFILES=cpu" in check.fix) is gpu
 
 
 def test_check_gpu_describes_the_card():
-    check = doctor.check_gpu([RX6750XT], gpu=True)
+    check = host_checks.check_gpu([RX6750XT], gpu=True)
     assert check.status is Status.PASS
     assert check.message == "gfx1031 (AMD Radeon RX 6750 XT), 12.0 GiB"
     assert check.details["gpus"][0]["vram_bytes"] == 12 * GiB
@@ -148,14 +148,14 @@ def test_check_gpu_describes_the_card():
     ("gfx1100", {}, Status.WARN),  # compose.yaml's 10.3.0 reaches a card that needs none
 ])
 def test_check_gfx_override_fits_the_card(gfx, env, status):
-    check = doctor.check_gfx_override([Gpu(gfx)], env)
+    check = config_checks.check_gfx_override([Gpu(gfx)], env)
     assert check.status is status
     if status is Status.FAIL:
         assert "HSA_OVERRIDE_GFX_VERSION=10.3.0" in check.fix
 
 
 def test_check_gfx_override_without_a_gpu_passes():
-    assert doctor.check_gfx_override([], {}).status is Status.PASS
+    assert config_checks.check_gfx_override([], {}).status is Status.PASS
 
 
 # ---- groups and devices ----
@@ -163,14 +163,14 @@ def test_check_gfx_override_without_a_gpu_passes():
 
 def test_check_groups_passes_for_a_member(host):
     host.groups(GROUPS)
-    assert doctor.check_groups(ALICE, host.root / "etc/group", gpu=True).status is Status.PASS
+    assert host_checks.check_groups(ALICE, host.root / "etc/group", gpu=True).status is Status.PASS
 
 
 @pytest.mark.parametrize("gpu, status", [(True, Status.FAIL), (False, Status.WARN)])
 def test_check_groups_reports_a_missing_membership(host, gpu, status):
     host.groups(GROUPS.replace("render:x:992:alice", "render:x:992:"))
     bob = Account("alice", 1000, frozenset({"alice", "video"}))
-    check = doctor.check_groups(bob, host.root / "etc/group", gpu=gpu)
+    check = host_checks.check_groups(bob, host.root / "etc/group", gpu=gpu)
     assert check.status is status
     assert "render" in check.message and "usermod -aG video,render alice" in check.fix
 
@@ -178,18 +178,18 @@ def test_check_groups_reports_a_missing_membership(host, gpu, status):
 def test_check_groups_asks_to_log_in_again_after_usermod(host):
     host.groups(GROUPS)
     stale = Account("alice", 1000, frozenset({"alice"}))
-    check = doctor.check_groups(stale, host.root / "etc/group", gpu=True)
+    check = host_checks.check_groups(stale, host.root / "etc/group", gpu=True)
     assert check.status is Status.WARN and "log out" in check.fix
 
 
 def test_check_groups_passes_for_root(host):
     host.groups(GROUPS)
-    assert doctor.check_groups(Account("root", 0, frozenset({"root"})), host.root / "etc/group", True).status is Status.PASS
+    assert host_checks.check_groups(Account("root", 0, frozenset({"root"})), host.root / "etc/group", True).status is Status.PASS
 
 
 def test_check_groups_accepts_a_host_without_a_render_group(host):
     host.groups("video:x:44:alice\n")
-    check = doctor.check_groups(Account("alice", 1000, frozenset({"video"})), host.root / "etc/group", True)
+    check = host_checks.check_groups(Account("alice", 1000, frozenset({"video"})), host.root / "etc/group", True)
     assert check.status is Status.PASS and "no render group" in check.message
 
 
@@ -197,7 +197,7 @@ def test_check_groups_accepts_a_host_without_a_render_group(host):
                                          ({"RENDER_GID": "992", "VIDEO_GID": "45"}, Status.WARN)])
 def test_check_group_ids_compares_env_with_the_host(host, env, status):
     host.groups(GROUPS)
-    check = doctor.check_group_ids(host.root / "etc/group", env)
+    check = config_checks.check_group_ids(host.root / "etc/group", env)
     assert check.status is status
     if status is Status.WARN and "RENDER_GID" not in env:
         assert "RENDER_GID=992" in check.fix
@@ -205,23 +205,23 @@ def test_check_group_ids_compares_env_with_the_host(host, env, status):
 
 def test_check_devices_passes_with_kfd_and_a_render_node(host):
     host.devices()
-    check = doctor.check_devices(host.root / "dev", gpu=True)
+    check = host_checks.check_devices(host.root / "dev", gpu=True)
     assert check.status is Status.PASS and "renderD128" in check.message
 
 
 @pytest.mark.parametrize("kfd, renders, missing", [(False, (128,), "kfd"), (True, (), "renderD*")])
 def test_check_devices_fails_when_a_device_is_missing(host, kfd, renders, missing):
     host.devices(kfd=kfd, renders=renders)
-    check = doctor.check_devices(host.root / "dev", gpu=True)
+    check = host_checks.check_devices(host.root / "dev", gpu=True)
     assert check.status is Status.FAIL and missing in check.message and "amdgpu" in check.fix
-    assert doctor.check_devices(host.root / "dev", gpu=False).status is Status.PASS
+    assert host_checks.check_devices(host.root / "dev", gpu=False).status is Status.PASS
 
 
 def test_check_devices_fails_when_access_is_denied(host):
     host.devices()
     kfd = str(host.root / "dev/kfd")
     # tests run as root here, which bypasses file modes: the access predicate stands in for them
-    check = doctor.check_devices(host.root / "dev", gpu=True, access=lambda path, mode: path != kfd)
+    check = host_checks.check_devices(host.root / "dev", gpu=True, access=lambda path, mode: path != kfd)
     assert check.status is Status.FAIL and kfd in check.message and "usermod" in check.fix
 
 
@@ -229,34 +229,34 @@ def test_check_devices_fails_when_access_is_denied(host):
 
 
 def test_check_env_file_warns_when_missing(tmp_path):
-    check = doctor.check_env_file(tmp_path / ".env", REPO / ".env.example", Settings, {})
+    check = config_checks.check_env_file(tmp_path / ".env", REPO / ".env.example", Settings, {})
     assert check.status is Status.WARN and check.fix.startswith("cp .env.example .env")
 
 
 def test_check_env_file_passes_for_the_example(tmp_path):
     env = tmp_path / ".env"
     env.write_text((REPO / ".env.example").read_text())
-    assert doctor.check_env_file(env, REPO / ".env.example", Settings, {}).status is Status.PASS
+    assert config_checks.check_env_file(env, REPO / ".env.example", Settings, {}).status is Status.PASS
 
 
 def test_check_env_file_fails_on_a_value_that_does_not_parse(tmp_path):
     env = tmp_path / ".env"
     env.write_text("FLOW_WORKERS=four\n")
-    check = doctor.check_env_file(env, REPO / ".env.example", Settings, {})
+    check = config_checks.check_env_file(env, REPO / ".env.example", Settings, {})
     assert check.status is Status.FAIL and "FLOW_WORKERS" in check.message
 
 
 def test_check_env_file_warns_on_an_unknown_flow_variable(tmp_path):
     env = tmp_path / ".env"
     env.write_text("FLOW_WORKER=2\nFLOW_API_TOKEN=secret\nSOMETHING_ELSE=1\n")
-    check = doctor.check_env_file(env, REPO / ".env.example", Settings, {})
+    check = config_checks.check_env_file(env, REPO / ".env.example", Settings, {})
     assert check.status is Status.WARN and "FLOW_WORKER" in check.message
-    assert "FLOW_API_TOKEN" not in check.message  # documented (planned) in .env.example
+    assert "FLOW_API_TOKEN" not in check.message  # a setting, documented in .env.example
 
 
 def test_check_ollama_lists_the_models(ollama_server):
     ollama_server.models = ["llama3.2:latest", "qwen2.5:7b"]
-    check = doctor.check_ollama(ollama_server.url)
+    check = config_checks.check_ollama(ollama_server.url)
     assert check.status is Status.PASS
     assert check.details["models"] == ["llama3.2:latest", "qwen2.5:7b"]
     assert ollama_server.requests == ["/api/tags"]
@@ -264,26 +264,26 @@ def test_check_ollama_lists_the_models(ollama_server):
 
 def test_check_ollama_without_models_says_how_to_pull(ollama_server):
     ollama_server.models = []
-    check = doctor.check_ollama(ollama_server.url + "/")
+    check = config_checks.check_ollama(ollama_server.url + "/")
     assert check.status is Status.WARN and check.fix == "docker compose exec ollama ollama pull llama3.2"
 
 
 def test_check_ollama_warns_when_nothing_listens(closed_port_url):
-    check = doctor.check_ollama(closed_port_url, timeout=1.0)
+    check = config_checks.check_ollama(closed_port_url, timeout=1.0)
     assert check.status is Status.WARN and "not reachable" in check.message
     assert "docker compose up -d ollama" in check.fix
 
 
 def test_check_ollama_notices_a_server_that_is_not_ollama(ollama_server):
     ollama_server.mode = "html"
-    check = doctor.check_ollama(ollama_server.url)
+    check = config_checks.check_ollama(ollama_server.url)
     assert check.status is Status.WARN and "not like an Ollama server" in check.message
 
 
 @pytest.mark.parametrize("need, want, status", [(0, 0, Status.PASS), (0, 1 << 60, Status.WARN),
                                                 (1 << 60, 1 << 60, Status.FAIL)])
 def test_check_disk_compares_free_space_with_thresholds(tmp_path, need, want, status):
-    check = doctor.check_disk(tmp_path / "not/yet/created", need_bytes=need, want_bytes=want)
+    check = host_checks.check_disk(tmp_path / "not/yet/created", need_bytes=need, want_bytes=want)
     assert check.status is status
     assert check.details["free_bytes"] > 0
 
@@ -297,18 +297,18 @@ def test_check_disk_compares_free_space_with_thresholds(tmp_path, need, want, st
     ({"cpu_budget_bytes": 28 * GiB}, 32 * GiB, Status.WARN, "over 3/4"),
 ])
 def test_check_budgets_fit_the_card_and_the_ram(changes, mem, status, words):
-    check = doctor.check_budgets(Settings().with_(**changes), [RX6750XT], mem)
+    check = config_checks.check_budgets(Settings().with_(**changes), [RX6750XT], mem)
     assert check.status is status and words in check.message
 
 
 def test_check_budgets_without_a_gpu_is_accounting_only():
-    check = doctor.check_budgets(Settings().with_(gpu_budget_bytes=64 * GiB), [], None)
+    check = config_checks.check_budgets(Settings().with_(gpu_budget_bytes=64 * GiB), [], None)
     assert check.status is Status.PASS and "accounting only" in check.message
 
 
 @pytest.mark.parametrize("profiles, gpu", [("", True), ("gpu", True), ("cpu", False), ("cpu,gpu", True)])
 def test_wants_gpu_follows_compose_profiles(profiles, gpu):
-    assert doctor.wants_gpu({"COMPOSE_PROFILES": profiles}) is gpu
+    assert config_checks.wants_gpu({"COMPOSE_PROFILES": profiles}) is gpu
 
 
 def test_read_dotenv_reads_compose_style_lines(tmp_path):

@@ -50,6 +50,7 @@ CALLS = [
 ]
 
 
+@pytest.mark.slow  # over 3 s
 def test_gateway_serves_every_table_endpoint_on_tiny_models(tiny_models, settings, tmp_path):
     import shutil
 

@@ -10,6 +10,8 @@ from gateway_support import ROOT
 
 sys.path.insert(0, str(ROOT / "tests" / "text"))
 
+pytestmark = pytest.mark.slow  # each test starts a real `flow serve` over a tiny LLM (5 to 9 s)
+
 
 @pytest.fixture(scope="module")
 def tiny_llm_root(tmp_path_factory):

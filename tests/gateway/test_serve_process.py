@@ -6,7 +6,11 @@ import json
 import subprocess
 import time
 
+import pytest
+
 from gateway_support import FLOW, ROOT
+
+pytestmark = pytest.mark.slow  # each test starts a real `flow serve` (3 to 20 s)
 
 
 def text_chain(n: int, tag: str) -> dict:

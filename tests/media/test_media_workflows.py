@@ -52,16 +52,11 @@ def test_workflow_endpoints_require_a_prompt(media_engine, name):
 def test_workflow_clip_chains_llm_image_video_and_music(registry, manager, clip_models, tmp_path):
     from engine import Engine, MemoryCache
 
-    missing = {"text.generate", "image.generate", "image.save"} - {cls.type for cls in registry}
-    if missing:
-        pytest.skip(f"node types not registered yet: {', '.join(sorted(missing))}")
     params = {"idea": "a lighthouse in a storm", "seed": 3, "width": 64, "height": 64, "frames": 5, "fps": 4.0,
               "video_steps": 2, "poster_steps": 1, "duration": 1.0, "max_tokens": 8, "text_model": "tiny-llm",
               "image_model": "tiny-sd", "video_model": "wan-tiny", "music_model": "musicgen-tiny"}
-    # One worker: loaders of different node modules may not overlap yet. diffusers/accelerate load
-    # by patching torch.nn.Module globally, so a concurrent load in another thread gets meta tensors
-    # ("Cannot copy out of meta tensor") or uninitialised tied weights. nodes.avmedia.LOAD_LOCK covers
-    # the music and video loaders only; the model manager should hold one lock around every loader.
+    # One worker: the branches run one after another. (Loads would be safe in parallel too: the model
+    # manager serialises every loader, see engine/models/manager.py.)
     engine = Engine(registry, cache=MemoryCache(256 << 20), models=manager, output_dir=tmp_path / "out", workers=1)
     try:
         result = engine.run_sync(load("clip"), params)

@@ -132,6 +132,7 @@ def test_saved_workflows_run_on_the_tiny_model(make_engine, make_manager):
     assert set(edit.outputs) == {"text", "diff", "usage"}
 
 
+@pytest.mark.slow  # over 3 s
 def test_flow_run_serves_text_gen_from_the_command_line(models_dir, tmp_path):
     env = {**os.environ, "FLOW_MODELS_DIR": str(models_dir), "FLOW_OLLAMA_URL": "", "FLOW_OUTPUT_DIR": str(tmp_path),
            "FLOW_MODEL_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

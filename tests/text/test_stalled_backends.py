@@ -381,6 +381,7 @@ def test_a_stalled_stream_fails_at_the_read_timeout(job, message, stalling, make
 # -- the whole server ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 3 s
 def test_gateway_keeps_serving_after_stalled_pulls_time_out(stalling, tmp_path):
     """Five pulls from a stalling Ollama, each cut at the time limit, then /hello (text.save) still runs."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from web_helpers import TINY, add_node, connect, drag, field, node, open_page, select_node, shot
 
 
@@ -29,6 +31,7 @@ def build_generate_save(page, web_root, *, width=64, steps=2):
     field(page, "model").select_option(tiny_ref(web_root))
 
 
+@pytest.mark.slow  # over 3 s
 def test_graph_built_by_dragging_runs_and_shows_its_image(page, server, web_root):
     open_page(page, server, "graph")
     build_generate_save(page, web_root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from web_helpers import TINY, no_horizontal_overflow, open_page, shot
 
 
@@ -116,6 +118,7 @@ def test_page_is_readable_at_small_widths(page, server):
     shot(page, "narrow-endpoints")
 
 
+@pytest.mark.slow  # over 3 s
 def test_websocket_reconnects_after_the_gateway_restarts(fresh_server, page):  # the page closes first
     open_page(page, fresh_server, "jobs")
     page.locator('#conn[data-state="live"]').wait_for()
