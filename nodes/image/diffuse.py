@@ -13,14 +13,15 @@ MAX_BATCH = 8
 
 def _common_inputs(steps: int, guidance: float) -> dict[str, Input]:
     return {
-        "negative_prompt": Input(TEXT, "what the image should not show (used when guidance > 1)", default=""),
+        "negative_prompt": Input(TEXT, "what the image should not show (used when guidance > 1)", default="",
+                                 widget="multiline"),
         "steps": Input(INT, "denoising steps", default=steps, minimum=1, maximum=150),
         "guidance": Input(FLOAT, "classifier-free guidance scale; 0 for turbo models, 5-8 for others",
                           default=guidance, minimum=0, maximum=30),
         "scheduler": Input(TEXT, "sampler; 'default' keeps the model's own", default="default", enum=list(SCHEDULERS)),
         "seed": Seed(),
         "model": Input(TEXT, "diffusers model: hf:ORG/NAME, or a model folder under a models root",
-                       default=DEFAULT_MODEL, minLength=1, maxLength=256),
+                       default=DEFAULT_MODEL, minLength=1, maxLength=256, widget="model"),
     }
 
 
@@ -29,7 +30,7 @@ class Generate(Node):
 
     type = "image.generate"
     inputs = {
-        "prompt": Input(TEXT, "what the image should show", maxLength=10_000),
+        "prompt": Input(TEXT, "what the image should show", maxLength=10_000, widget="multiline"),
         "width": Input(INT, "width in pixels (a multiple of 8)", default=512,
                        minimum=MIN_SIDE, maximum=MAX_SIDE, multipleOf=8),
         "height": Input(INT, "height in pixels (a multiple of 8)", default=512,
@@ -67,7 +68,7 @@ class Edit(Node):
     inputs = {
         "image": Input(IMAGE, "the images to edit (sides are rounded down to multiples of 8)"),
         "prompt": Input(TEXT, "what the result should show, or the instruction in instruct mode",
-                        default="", maxLength=10_000),
+                        default="", maxLength=10_000, widget="multiline"),
         "mask": Input(MASK, "where to repaint (white); given, the edit is inpainting", default=None),
         "mode": Input(TEXT, "auto: inpaint with a mask, instruct for InstructPix2Pix models, else img2img",
                       default="auto", enum=["auto", "img2img", "inpaint", "instruct"]),
