@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from engine.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from engine.net import is_loopback
 
 #: paths reachable without the token: the health check, and the web page's own files (the page
 #: asks for the token itself)
@@ -33,23 +34,6 @@ OPEN_PATHS = frozenset({"/health"})
 #: routes a browser opens without being able to set a header: the token may come as ?token=
 TOKEN_IN_QUERY = ("/ws",)
 JSON_TYPES = frozenset({"application/json"})
-
-
-
-
-
-
-
-
-def is_loopback(host: str) -> bool:
-    """True for names and addresses that only reach this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_wildcard(host: str) -> bool:

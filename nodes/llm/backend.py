@@ -8,12 +8,12 @@ as a silent fallback.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from urllib.parse import urlsplit
 
 from engine import OutOfMemory
 from engine.errors import InvalidModelRef, NotConfigured, PrivacyRefused
+from engine.net import is_loopback
 from engine.models import OllamaUnavailable
 
 from .config import TextBackends
@@ -120,10 +120,4 @@ def _complete_on(ctx, backend: Backend, request: Request) -> Reply:
 
 def _is_loopback(url: str) -> bool:
     """True when `url` names this machine (localhost, 127.0.0.0/8, ::1): requests stay here."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(url).hostname or "")
