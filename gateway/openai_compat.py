@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from engine import InvalidWorkflow, Workflow
+from engine import events as ev
 
 from .keys import ENGINE, JOBS
 from .parse import json_body
@@ -99,7 +100,7 @@ async def _stream(request, jobs, job_id, completion_id, created, model) -> web.S
             event = await subscription.next()
             if event is None:
                 break
-            if event.kind == "node.progress" and event.message:
+            if isinstance(event, ev.NodeProgress) and event.message:
                 streamed += event.message
                 await send({"content": event.message})
             elif event.terminal:

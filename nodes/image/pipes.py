@@ -1,7 +1,7 @@
 """The diffusers backend: one loaded model per reference, task pipelines derived from it, and a run.
 
 A model is loaded once (`DiffusionPipeline.from_pretrained`, the class its `model_index.json`
-names) and wrapped in :class:`Pipelines`, which the model manager leases, measures, moves and
+names) and wrapped in :class:`PipeSet`, which the model manager leases, measures, moves and
 switches to lower-memory modes. Text-to-image, image-to-image, inpainting and instruction
 edits are derived from the same weights with `from_pipe` (no copy), so every image node shares
 one load. diffusers and torch are imported inside the functions that use them.
@@ -32,7 +32,7 @@ SCHEDULERS = {
 _SCHEDULER_OVERRIDES = {"ddim": {"clip_sample": False, "set_alpha_to_one": False}}
 
 
-class Pipelines:
+class PipeSet:
     """One loaded diffusers model; offers the manager's lower-memory switches and derives task pipelines."""
 
     def __init__(self, base: Any):
@@ -43,7 +43,7 @@ class Pipelines:
         """The torch modules and helpers of the model (the manager measures and moves these)."""
         return self.base.components
 
-    def to(self, device: str) -> "Pipelines":
+    def to(self, device: str) -> "PipeSet":
         """Move every component (the manager calls this to place or offload the model)."""
         self.base.to(device)
         return self
@@ -114,10 +114,10 @@ class Pipelines:
                                         "a mask, or use a text-to-image model")
 
 
-def loader(device: str) -> Callable[[Path], Pipelines]:
+def loader(device: str) -> Callable[[Path], PipeSet]:
     """The manager's loader: `from_pretrained` on the CPU, half precision when it will run on a GPU."""
 
-    def load(folder: Path) -> Pipelines:
+    def load(folder: Path) -> PipeSet:
         import torch
         from diffusers import DiffusionPipeline
 
@@ -129,7 +129,7 @@ def loader(device: str) -> Callable[[Path], Pipelines]:
             raise InvalidInput("model", f"{folder.name} cannot be loaded as a diffusers pipeline ({exc}); name "
                                         "a diffusers model with safetensors weights, e.g. hf:stabilityai/sd-turbo"
                                ) from exc
-        return Pipelines(base)
+        return PipeSet(base)
 
     return load
 
@@ -144,7 +144,7 @@ def _variant(folder: Path, device: str) -> str | None:
     return None
 
 
-def diffuse(ctx, pipes: Pipelines, task: str, scheduler: str, seeds: list[int], **call) -> list:
+def diffuse(ctx, pipes: PipeSet, task: str, scheduler: str, seeds: list[int], **call) -> list:
     """Run one task pipeline; one image at a time, progress per step, cancellation between steps.
 
     A batch runs as one pipeline call per image, not one batched call: batched kernels are not
@@ -183,7 +183,7 @@ def diffuse(ctx, pipes: Pipelines, task: str, scheduler: str, seeds: list[int], 
     return images
 
 
-def lease_and_run(ctx, model: str, work: Callable[[Pipelines], Any]) -> Any:
+def lease_and_run(ctx, model: str, work: Callable[[PipeSet], Any]) -> Any:
     """Run `work(pipes)` on the model through the manager's out-of-memory ladder, holding the GPU lock."""
     manager = ctx.require_models()
     with ctx.gpu():
