@@ -9,6 +9,7 @@ to JSON with their status, never a traceback), and the guard (Host, Origin, body
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 from aiohttp import web
@@ -79,6 +80,9 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
 
 def serve(settings: Settings, engine: Engine) -> None:
     """Run the gateway until interrupted (what ``flow serve`` calls)."""
+    # A thread waiting for the GIL waits out this interval while another computes (5 ms by default):
+    # /health and every to_thread hop pay it several times over while a large job runs inline.
+    sys.setswitchinterval(0.001)
     app = create_app(engine, settings)
     url = f"http://{settings.host}:{settings.port}"
     print(f"flow gateway on {url}  (docs: {url}/docs, web page: {url}/)", flush=True)

@@ -11,7 +11,7 @@ _EXPORTS = {
     "CancelToken": ".cancel",
     "NodeContext": ".context",
     "Cancelled": ".errors", "FlowError": ".errors", "InvalidInput": ".errors", "InvalidWorkflow": ".errors", "ModelNotFound": ".errors",
-    "NodeFailed": ".errors", "OutOfMemory": ".errors", "Problem": ".errors",
+    "NodeError": ".errors", "OutOfMemory": ".errors", "Problem": ".errors",
     "Engine": ".executor", "RunResult": ".executor",
     "Input": ".node", "Node": ".node", "Output": ".node", "Seed": ".node",
     "Registry": ".registry",

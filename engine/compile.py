@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import InvalidWorkflow, Problem
-from .graph import cycles, to_graph, topological_order
+from .graph import cycles, topological_order, workflow_graph
 from .node import Input, Node
 from .registry import Registry
 from .types import ValueType
@@ -68,16 +69,23 @@ class ParamInfo:
 class CompiledWorkflow:
     """A validated workflow, ordered and keyed once; each run only binds params."""
 
-    __slots__ = ("workflow", "steps", "order", "outputs", "params", "position")
+    __slots__ = ("_workflow", "steps", "order", "outputs", "params", "position")
 
     def __init__(self, workflow: Workflow, steps: dict[str, Step], order: list[str],
                  outputs: dict[str, Link], params: dict[str, ParamInfo]):
-        self.workflow = workflow
+        # Weakly: the engine caches compiled workflows in a WeakKeyDictionary keyed by the workflow,
+        # and a value that held its key would keep both alive for good (every job's graph, forever).
+        self._workflow = weakref.ref(workflow)
         self.steps = steps
         self.order = order
         self.position = {nid: i for i, nid in enumerate(order)}
         self.outputs = outputs
         self.params = params
+
+    @property
+    def workflow(self) -> Workflow | None:
+        """The workflow this was compiled from (None once nothing else holds it)."""
+        return self._workflow()
 
     def bind(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Per node, the inputs params fill in this run; raises InvalidWorkflow with every problem."""
@@ -177,15 +185,18 @@ def parse_text(value_type: ValueType, text: str) -> Any:
 
 def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow:
     """Validate ``workflow`` against ``registry`` and compile it; raises InvalidWorkflow with every problem."""
+    workflow.upgrade(registry)  # nodes saved with an older version of their type; names those that cannot be
     problems = [*_check_nodes(workflow, registry), *_check_params(workflow, registry),
                 *_check_outputs(workflow, registry)]
-    graph = to_graph(workflow)
-    for cycle in cycles(graph):
-        problems.append(Problem(f"cycle through nodes {', '.join(map(repr, cycle))}; links must not loop back",
-                                node=cycle[0]))
-    if problems:
-        raise InvalidWorkflow(problems)
-    order = topological_order(graph)
+    with workflow_graph(workflow) as graph:
+        for cycle in cycles(graph):
+            problems.append(Problem(f"cycle through nodes {', '.join(map(repr, cycle))}; links must not loop back",
+                                    node=cycle[0]))
+        if problems:
+            raise InvalidWorkflow(problems)
+        order = topological_order(graph)
+        consumers = {nid: tuple(graph.successors(nid)) for nid in order}
+        outputs = workflow.outputs if workflow.outputs is not None else _sink_outputs(workflow, registry, graph)
     params = _param_infos(workflow, registry)
     bound: dict[str, list[str]] = {}
     for info in params.values():
@@ -199,8 +210,7 @@ def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow
             salt = canonical({step.seed_input: step.literals[step.seed_input]}) if step.seed_input else b""
             step.key = step_key(step, salt, [steps[s].key for _, s, _ in step.links])
     for nid in order:
-        steps[nid].consumers = tuple(graph.successors(nid))
-    outputs = workflow.outputs if workflow.outputs is not None else _sink_outputs(workflow, registry, graph)
+        steps[nid].consumers = consumers[nid]
     return CompiledWorkflow(workflow, steps, order, outputs, params)
 
 
@@ -222,7 +232,7 @@ def _step(decl, registry: Registry, bound: tuple[str, ...]) -> Step:
     links = tuple(sorted((name, link.node, link.output) for name, link in decl.links.items()))
     seed_input = next((name for name, spec in cls.inputs.items() if spec.seed), None)
     unset_seed = seed_input is not None and seed_input not in bound and literals.get(seed_input) is None
-    # The seed enters the key with the per-run inputs (see seed_salt), so a drawn seed and the
+    # The seed enters the key with the per-run inputs (step_key's salt: Engine.plan), so a drawn seed and the
     # same seed written as a literal give one key: re-running with a reported seed hits the cache.
     keyed = {name: value for name, value in literals.items() if name != seed_input}
     static = hashlib.blake2b(canonical([cls.type, cls.version, keyed, [[i, o] for i, _, o in links], bound]),
@@ -236,8 +246,16 @@ def _step(decl, registry: Registry, bound: tuple[str, ...]) -> Step:
     )
 
 
+# Suggestions compare a word with every choice: among more than this many (a large graph's node
+# ids) they would cost seconds per broken link, so none is offered.
+_SUGGEST_AMONG = 1000
+
+
 def _suggest(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    choices = list(choices)
+    if len(choices) > _SUGGEST_AMONG:
+        return ""
+    close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -247,11 +265,14 @@ def _bound_inputs(workflow: Workflow) -> set[tuple[str, str]]:
 
 def _check_nodes(workflow: Workflow, registry: Registry) -> Iterator[Problem]:
     bound = _bound_inputs(workflow)
+    unknown: dict[str, str] = {}  # type -> its message: finding the suggestion is slow, so once per type
     for nid, decl in workflow.nodes.items():
         cls = registry.get(decl.type)
         if cls is None:
-            yield Problem(f"unknown node type {decl.type!r}{_suggest(decl.type, (c.type for c in registry))}; "
-                          "`flow nodes` lists the known types", node=nid)
+            if decl.type not in unknown:
+                like = _suggest(decl.type, (c.type for c in registry))
+                unknown[decl.type] = f"unknown node type {decl.type!r}{like}; `flow nodes` lists the known types"
+            yield Problem(unknown[decl.type], node=nid)
             continue
         literal_ok = True
         for name in (*decl.literals, *decl.links):

@@ -81,7 +81,7 @@ class InvalidWorkflow(FlowError):
                 "count": self.count}
 
 
-class NodeFailed(FlowError):
+class NodeError(FlowError):
     """A node raised while running; names the node, its type and the cause."""
 
     kind = "node_failed"

@@ -20,7 +20,7 @@ from .cancel import CancelToken
 from .large import LARGE_GRAPH, quiet_gc
 from .compile import CompiledWorkflow, Step, canonical, compile_workflow, step_key
 from .context import NodeContext, RunInfo
-from .errors import Cancelled, InvalidWorkflow, NodeFailed, Problem, redact_paths
+from .errors import Cancelled, InvalidWorkflow, NodeError, Problem, redact_paths
 from .node import SEED_MAX
 from .paths import OutputFiles
 from .registry import Registry
@@ -31,7 +31,7 @@ Listener = Callable[[ev.Event], None]
 
 # Inline (cheap) nodes give the event loop a turn at least this often, so a long chain
 # never starves the gateway or delays a cancel request.
-_YIELD_EVERY_S = 0.005
+_YIELD_EVERY_S = 0.002
 # The planning thread checks the cancel token every so many nodes.
 _CHECK_EVERY = 1024
 
@@ -56,7 +56,7 @@ class Plan:
     order: list[str]  # nodes to execute, topologically ordered
     hits: dict[str, dict[str, Any]]  # node -> cached outputs
     keys: dict[str, bytes]
-    dynamic: dict[str, dict[str, Any]]  # node -> inputs filled this run (params, drawn seeds)
+    filled: dict[str, dict[str, Any]]  # node -> inputs filled this run (params, drawn seeds)
     seeds: dict[str, int]
     roots: set[str]
     outputs: dict[str, tuple[str, str]]  # result name -> (node, output)
@@ -131,14 +131,14 @@ class Engine:
                   listener: Listener | None = None, cancel: CancelToken | None = None) -> RunResult:
         """Run ``workflow`` with ``params``; returns the requested outputs (all by default).
 
-        Raises InvalidWorkflow before anything runs, NodeFailed when a node raises, and
+        Raises InvalidWorkflow before anything runs, NodeError when a node raises, and
         Cancelled when ``cancel`` is cancelled. Exactly one terminal event ends each run.
         """
         job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
                    cancel or CancelToken(), self.log)
         compiled, plan = await self._prepare(workflow, params or {}, outputs, job)
         job.info = RunInfo(job.id, workflow.doc, dict(params or {}), compiled.effective_params(params or {}),
-                           plan.seeds, {nid: compiled.steps[nid].seed_input for nid in plan.seeds})
+                           plan.seeds, {nid: compiled.steps[nid].seed_input for nid in plan.seeds}, self.registry)
         started = time.perf_counter()
         job.emit(ev.JobStarted(job.id, to_run=len(plan.order), cached=len(plan.hits)))
         try:
@@ -146,7 +146,7 @@ class Engine:
         except Cancelled as exc:
             job.emit(ev.JobCancelled(job.id, reason=str(exc)))
             raise
-        except NodeFailed as exc:
+        except NodeError as exc:
             job.token.cancel(f"node {exc.node!r} failed")  # stop sibling branches that check it
             job.emit(ev.JobFailed(job.id, error=exc.kind, message=redact_paths(str(exc)), node=exc.node,
                                   node_type=exc.node_type))
@@ -213,7 +213,7 @@ class Engine:
                 stack.extend(steps[nid].sources)
         order = sorted(relevant, key=compiled.position.__getitem__)
         # 2. Per-run inputs and keys, in topological order; static keys were computed at compile.
-        dynamic: dict[str, dict[str, Any]] = {}
+        filled_in: dict[str, dict[str, Any]] = {}
         seeds: dict[str, int] = {}
         keys: dict[str, bytes] = {}
         for i, nid in enumerate(order):
@@ -228,7 +228,7 @@ class Engine:
                 seeds[nid] = seed
                 inputs = {**(inputs or {}), step.seed_input: seed}
             if inputs:
-                dynamic[nid] = inputs
+                filled_in[nid] = inputs
             if step.key is not None:
                 keys[nid] = step.key
                 continue
@@ -266,7 +266,7 @@ class Engine:
                 uses[src] = uses.get(src, 0) + 1
         check()
         return Plan(
-            order=order, hits=hits, keys=keys, dynamic=dynamic,
+            order=order, hits=hits, keys=keys, filled=filled_in,
             seeds={nid: s for nid, s in seeds.items() if nid in needed or nid in hits},
             roots=roots, outputs=wanted, waiting=waiting, uses=uses,
             ready=[nid for nid in order if waiting[nid] == 0],
@@ -325,7 +325,7 @@ class Engine:
     def _start(self, step: Step, plan: Plan, values, job: "_Job", loop) -> dict | asyncio.Future:
         """Run an inline node now (its outputs), or start a thread/async one (a future)."""
         inputs = dict(step.literals)
-        extra = plan.dynamic.get(step.id)
+        extra = plan.filled.get(step.id)
         if extra:
             inputs.update(extra)
         for name, src, out in step.links:
@@ -395,7 +395,7 @@ def _failure(step: Step, exc: Exception, job: "_Job") -> Exception:
     # events leave the process (WebSocket, SSE): server paths stay in the log
     job.emit(ev.NodeFailed(job.id, node=step.id, node_type=step.cls.type,
                            message=redact_paths(str(exc)) or type(exc).__name__))
-    return NodeFailed(step.id, step.cls.type, exc)
+    return NodeError(step.id, step.cls.type, exc)
 
 
 def _checked(step: Step, outputs: Any, job: "_Job") -> dict:

@@ -4,6 +4,7 @@ by background workers, survive a crash, and stream their events to any number of
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import time
 import uuid
@@ -14,7 +15,7 @@ from . import events as ev
 from .cancel import CancelToken
 from . import large
 from .large import LARGE_GRAPH, quiet_gc, settle_gc
-from .errors import (Cancelled, FlowError, InvalidInput, InvalidWorkflow, JobEnded, JobNotFound, NodeFailed, QueueFull,
+from .errors import (Cancelled, FlowError, InvalidInput, InvalidWorkflow, JobEnded, JobNotFound, NodeError, QueueFull,
                      redact_paths)
 from .executor import Engine, RunResult
 from .jobstore import (CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore)
@@ -59,16 +60,21 @@ class Subscription:
         """The next event; None when the stream was dropped. Raises TimeoutError after ``timeout``."""
         if (self.dropped or self.closed) and self.queue.empty():
             return None
+        if not self.queue.empty():
+            # At once, not through wait_for (a loop turn per event): a large job emits events
+            # faster than one per turn, and a listener that cannot keep up is dropped.
+            return self.queue.get_nowait()
         return await asyncio.wait_for(self.queue.get(), timeout)
 
 
-Presenter = Callable[[Workflow, RunResult, str], dict]
+#: turns a finished run into what its job record stores (the gateway writes media files there)
+PresentResult = Callable[[Workflow, RunResult, str], dict]
 
 
 class JobQueue:
     """Runs submitted workflows as jobs; SQLite keeps the queue and the history."""
 
-    def __init__(self, engine: Engine, store: JobStore, *, present: Presenter, workers: int = 1,
+    def __init__(self, engine: Engine, store: JobStore, *, present: PresentResult, workers: int = 1,
                  max_queued: int = 100, requeue_limit: int = 1, time_limit: float | None = None,
                  log: logging.Logger | None = None):
         self.engine = engine
@@ -91,6 +97,7 @@ class JobQueue:
         self._tasks: list[asyncio.Task] = []
         self._adding = 0  # accepted jobs being stored: they count against max_queued
         self.recovered = {"requeued": 0, "interrupted": 0}
+        self._mean_s: float | None = None  # a job's running time, averaged over the recent ones (Retry-After)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -171,7 +178,12 @@ class JobQueue:
     def _check_room(self) -> None:
         waiting = len(self._queue) + self._adding
         if waiting >= self.max_queued:
-            raise QueueFull(self.max_queued, retry_after=max(1, waiting))
+            raise QueueFull(self.max_queued, retry_after=self.retry_after(waiting))
+
+    def retry_after(self, waiting: int) -> int:
+        """Seconds until a place in the queue is likely free: the waiting jobs times the measured mean."""
+        mean = self._mean_s if self._mean_s is not None else 1.0  # nothing measured yet: a guess
+        return max(1, min(3600, math.ceil(mean * max(1, waiting - self.max_queued + 1) / self._workers_wanted)))
 
     @staticmethod
     def _new_record(workflow: Workflow, params: dict[str, Any], name: str | None,
@@ -202,7 +214,7 @@ class JobQueue:
         return self._live_state(job_id, self._records.get(job_id) or await asyncio.to_thread(self._read, job_id))
 
     def _read(self, job_id: str) -> JobRecord | None:
-        """The stored job with its workflow, read in a thread (a large one is many objects: see collector)."""
+        """The stored job with its workflow, read in a thread (a large one is many objects: see engine.large)."""
         with quiet_gc():
             return self.store.get(job_id)
 
@@ -330,7 +342,7 @@ class JobQueue:
         except InvalidWorkflow as exc:
             record.state = FAILED
             record.error = {**exc.to_json(), "message": redact_paths(str(exc))}
-        except NodeFailed as exc:
+        except NodeError as exc:
             record.state, record.error = FAILED, self._node_error(job_id, exc)
         except Exception:
             self.log.exception("job %s failed inside the engine", job_id)
@@ -350,11 +362,13 @@ class JobQueue:
             self._owned.discard(job_id)
             return
         record.ended = time.time()
+        took = record.ended - (record.started or record.ended)
+        self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
         await asyncio.to_thread(self.store.save, record)
         self._end(record, held[0] if held else terminal_event(record))
         if job_id in self._owned:
             self._owned.discard(job_id)
-            if len(workflow.nodes) > LARGE_GRAPH:
+            if workflow is not None and len(workflow.nodes) > LARGE_GRAPH:
                 # Some ten objects per node: freed a piece at a time in a thread (see large.empty).
                 garbage = [workflow]
                 workflow = None
@@ -372,7 +386,7 @@ class JobQueue:
             large.empty(compiled.position)
         large.empty(workflow.nodes)
 
-    def _node_error(self, job_id: str, exc: NodeFailed) -> dict[str, Any]:
+    def _node_error(self, job_id: str, exc: NodeError) -> dict[str, Any]:
         """A failed node as the job's error: a named cause says what to do; any other is a bug, logged."""
         error = {"type": exc.kind, "node": exc.node, "node_type": exc.node_type,
                  "cause": getattr(exc.cause, "kind", "internal"), "status": exc.status}
@@ -389,9 +403,9 @@ class JobQueue:
         live = self._live.get(event.job_id)
         if live is None:
             return
-        if event.kind == "node.started":
+        if isinstance(event, ev.NodeStarted):
             live.update(node=event.node, node_type=event.node_type, progress=None)
-        elif event.kind == "node.progress":
+        elif isinstance(event, ev.NodeProgress):
             live["progress"] = {"done": event.done, "total": event.total, "message": event.message}
 
     def _publish(self, event: ev.Event) -> None:

@@ -75,7 +75,7 @@ def _checked_run(cls: type[Node], run: Callable[..., Any]) -> Callable[..., Any]
 
     Literals were validated before the run; links and params are only type-checked, so this is
     where a linked 500 for a multiple-of-8 width, or a linked non-list for a list input, becomes
-    InvalidInput naming the input (the executor wraps it in NodeFailed). Only inputs that need
+    InvalidInput naming the input (the executor wraps it in NodeError). Only inputs that need
     it are visited: a class without INT or constrained inputs keeps its plain `run`.
     """
     specs = {name: spec for name, spec in cls.inputs.items() if spec.checked_at_run}

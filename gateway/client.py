@@ -46,7 +46,7 @@ class Client:
                 payload = {"error": {"message": exc.reason}}
             error = payload.get("error", {}) if isinstance(payload, dict) else {}
             if exc.code == 400 and error.get("problems"):
-                raise InvalidWorkflow([Problem(**p) for p in error["problems"]]) from None
+                raise InvalidWorkflow([Problem(**p) for p in error["problems"]], count=error.get("count")) from None
             raise RemoteError(exc.code, payload) from None
         except urllib.error.URLError as exc:
             raise FlowError(f"cannot reach the gateway at {self.base}: {exc.reason}") from None

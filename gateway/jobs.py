@@ -7,13 +7,12 @@ import json
 
 from aiohttp import WSMsgType, web
 
-from engine import Workflow
 from engine.catalogue import Endpoint
 from engine.errors import InvalidRequest
 from engine.jobs import terminal_event
 from engine.jobstore import STATES, JobRecord
 
-from .keys import ENGINE, JOBS, PRESENTER, SETTINGS
+from .keys import JOBS, PRESENTER, SETTINGS
 from .parse import json_body, query_choice, query_int, query_number, wants_async
 from .present import dumps, job_status
 
@@ -49,7 +48,7 @@ def endpoint_handler(endpoint: Endpoint):
 
     async def handle(request: web.Request) -> web.Response:
         params = await json_body(request, required=False)
-        record = request.app[JOBS].submit(endpoint.workflow, params, name=endpoint.name)
+        record = await request.app[JOBS].accept(endpoint.workflow, params, name=endpoint.name)
         return await answer(request, record)
 
     handle.__name__ = f"endpoint_{endpoint.name}"
@@ -65,16 +64,8 @@ async def post_job(request: web.Request) -> web.Response:
         raise InvalidRequest("'params' must be an object of param name -> value")
     if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
         raise InvalidRequest("'outputs' must be a list of output names")
-    engine = request.app[ENGINE]
-
-    def prepare() -> Workflow:
-        # Parsing and validating a large graph takes a while: do it off the event loop.
-        workflow = Workflow.from_dict(body["workflow"])
-        engine.compile(workflow).bind(params)
-        return workflow
-
-    workflow = await asyncio.get_running_loop().run_in_executor(None, prepare)
-    record = request.app[JOBS].submit(workflow, params, name=workflow.name, outputs=outputs)
+    # Parsed, validated, compiled and stored off the event loop (a 100k-node graph takes seconds).
+    record = await request.app[JOBS].accept(body["workflow"], params, outputs=outputs)
     return await answer(request, record, async_default=True)
 
 
@@ -91,7 +82,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    record = request.app[JOBS].get(request.match_info["id"])
+    record = await request.app[JOBS].fetch(request.match_info["id"])
     body = request.app[PRESENTER].job_json(record, inline=_inline(request), with_workflow=True)
     return web.json_response(body, dumps=dumps)
 
@@ -107,7 +98,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["id"]
     subscription = jobs.subscribe(job_id)  # before reading the state: no event falls between
     try:
-        record = jobs.get(job_id)
+        record = await jobs.fetch(job_id)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)

@@ -12,14 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import FlowError, Problem
+from engine import FlowError, InvalidWorkflow, Problem
 from engine.errors import ModelNotFound, QueueFull, redact_paths
 
 from .present import dumps
 
 log = logging.getLogger("flow.server")
 
-MAX_PROBLEMS = 100  # an error body lists at most this many problems, and their count
+MAX_PROBLEMS = InvalidWorkflow.SHOWN  # an error body lists at most this many problems, and their count
 
 
 def error_body(kind: str, message: str, problems: list[Problem] | None = None, **extra) -> dict:
@@ -66,7 +66,10 @@ async def errors_middleware(request: web.Request, handler):
             headers["Retry-After"] = str(exc.retry_after)
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="flow"'
-        body = error_body(exc.kind, redact_paths(str(exc)), getattr(exc, "problems", None), **extra)
+        if isinstance(exc, InvalidWorkflow):  # capped in one place: its first problems and their count
+            body = {"error": {**exc.to_json(), "message": redact_paths(str(exc)), **extra}}
+        else:
+            body = error_body(exc.kind, redact_paths(str(exc)), getattr(exc, "problems", None), **extra)
         return _error_response(request, status, body, headers)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -40,7 +40,7 @@ async def models_pull(request: web.Request) -> web.Response:
     if body.get("variant"):
         inputs["variant"] = body["variant"]
     workflow = Workflow.from_dict({"name": "pull", "nodes": {"pull": {"type": "model.pull", "inputs": inputs}}})
-    record = request.app[JOBS].submit(workflow, {}, name="model.pull")
+    record = await request.app[JOBS].accept(workflow, {}, name="model.pull")
     return await answer(request, record, async_default=True)
 
 

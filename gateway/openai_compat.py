@@ -64,7 +64,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return workflow
     jobs = request.app[JOBS]
     try:
-        record = jobs.submit(workflow, {}, name="v1.chat")
+        record = await jobs.accept(workflow, {}, name="v1.chat")
     except InvalidWorkflow as exc:
         return _invalid(exc)
     model = str(body.get("model") or "default")
@@ -131,7 +131,7 @@ async def embeddings(request: web.Request) -> web.Response:
         "outputs": {"vectors": {"from": "embed", "output": "vectors"}}})
     jobs = request.app[JOBS]
     try:
-        record = jobs.submit(workflow, {}, name="v1.embeddings")
+        record = await jobs.accept(workflow, {}, name="v1.embeddings")
     except InvalidWorkflow as exc:
         return _invalid(exc)
     done = await jobs.wait(record.id, timeout=24 * 3600)
@@ -153,7 +153,7 @@ async def models(request: web.Request) -> web.Response:
 
 def _invalid(exc: InvalidWorkflow) -> web.Response:
     first = exc.problems[0]
-    message = "; ".join(f"{p.input or p.node or 'request'}: {p.message}" for p in exc.problems)
+    message = "; ".join(f"{p.input or p.node or 'request'}: {p.message}" for p in exc.shown)
     return openai_error(400, message, param=first.input, code="invalid_value")
 
 

@@ -14,9 +14,15 @@ from aiohttp import web
 
 from engine.errors import InvalidRequest
 from engine.jsonsafe import loads
+from engine.large import quiet_gc
 
 #: bodies larger than this are parsed off the event loop
 _THREAD_PARSE_BYTES = 256 << 10
+
+
+def _loads_large(data: bytes):
+    with quiet_gc():  # a large graph is ~200k dicts: no full garbage collection while they are built
+        return loads(data)
 
 
 async def json_body(request: web.Request, *, required: bool = True) -> dict:
@@ -28,7 +34,7 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict:
         return {}
     try:
         if len(data) > _THREAD_PARSE_BYTES:  # a large workflow: parse without stalling other requests
-            body = await asyncio.get_running_loop().run_in_executor(None, loads, data)
+            body = await asyncio.get_running_loop().run_in_executor(None, _loads_large, data)
         else:
             body = loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

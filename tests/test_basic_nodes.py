@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import NodeFailed
+from engine import NodeError
 from zoo import G, link
 
 
@@ -46,7 +46,7 @@ def test_json_get_missing_path_uses_default_or_fails(engine):
     with_default.node("g", "json.get", value=link("k", "value"), path="b", default="none").output("t", "g", "text")
     assert run(engine, with_default) == {"t": "none"}
     base.node("g", "json.get", value=link("k", "value"), path="a.b").output("t", "g", "text")
-    with pytest.raises(NodeFailed, match="path 'a.b' not found"):
+    with pytest.raises(NodeError, match="path 'a.b' not found"):
         run(engine, base)
 
 
@@ -59,5 +59,5 @@ def test_json_save_writes_a_file(engine):
 
 def test_save_refuses_prefix_leaving_output_folder(engine):
     g = G().node("s", "text.save", text="x", prefix="../escape").output("p", "s", "path")
-    with pytest.raises(NodeFailed, match="not allowed"):
+    with pytest.raises(NodeError, match="not allowed"):
         run(engine, g)

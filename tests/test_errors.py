@@ -41,7 +41,7 @@ def test_errors_every_named_error_lives_in_the_errors_module():
                                            (errors.ModelNotFound("hf:a/b"), 404),
                                            (RuntimeError("a bug"), 500)])
 def test_errors_a_failed_node_answers_its_causes_status(cause, status):
-    assert errors.NodeFailed("n", "t", cause).status == status
+    assert errors.NodeError("n", "t", cause).status == status
 
 
 def test_errors_status_of_a_stored_kind_and_an_unknown_one():

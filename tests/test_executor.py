@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine import Cancelled, CancelToken, InvalidWorkflow, NodeFailed, Workflow
+from engine import Cancelled, CancelToken, InvalidWorkflow, NodeError, Workflow
 from zoo import G, Sleep, chain, link
 
 
@@ -192,7 +192,7 @@ def test_executor_volatile_node_reruns_with_its_downstream(engine):
 def test_executor_failure_names_node_type_and_cause(engine, events):
     wf = (G().node("a", "zoo.inc", x=1).node("boom", "zoo.fail", message="kaput", x=link("a", "x"))
           .output("o", "boom", "never").build())
-    with pytest.raises(NodeFailed) as info:
+    with pytest.raises(NodeError) as info:
         engine.run_sync(wf, listener=events)
     assert info.value.node == "boom" and info.value.node_type == "zoo.fail"
     assert isinstance(info.value.cause, RuntimeError) and "kaput" in str(info.value)
@@ -205,14 +205,14 @@ def test_executor_failure_in_thread_node_stops_sibling_branch(engine, events):
     wf = (G().node("slow", "zoo.sleep", seconds=5).node("boom", "zoo.fail", message="bad")
           .output("a", "slow", "value").output("b", "boom", "never").build())
     started = time.perf_counter()
-    with pytest.raises(NodeFailed):
+    with pytest.raises(NodeError):
         engine.run_sync(wf, listener=events)
     assert time.perf_counter() - started < 3.0
 
 
 def test_executor_bad_return_shape_is_a_node_failure(engine):
     wf = G().node("b", "zoo.bad_return").output("a", "b", "a").build()
-    with pytest.raises(NodeFailed, match=r"returned \['b'\]; expected a dict with outputs \['a'\]"):
+    with pytest.raises(NodeError, match=r"returned \['b'\]; expected a dict with outputs \['a'\]"):
         engine.run_sync(wf)
 
 

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from engine import InvalidInput, InvalidWorkflow, NodeFailed, Workflow
+from engine import InvalidInput, InvalidWorkflow, NodeError, Workflow
 from engine.errors import InvalidModelRef, NotConfigured
 from zoo import G, link
 
 
-def failure(engine, g: G, params=None) -> NodeFailed:
-    with pytest.raises(NodeFailed) as caught:
+def failure(engine, g: G, params=None) -> NodeError:
+    with pytest.raises(NodeError) as caught:
         engine.run_sync(g.build(), params)
     return caught.value
 

@@ -7,6 +7,7 @@ import json
 import os
 
 from gateway_support import run
+from gateway.keys import JOBS
 from zoo import chain
 
 
@@ -138,6 +139,23 @@ def test_gateway_full_queue_is_429_with_retry_after(gateway):
             refused = await client.post("/test/slow?wait=false", json={"seconds": 2})
             assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
             assert (await refused.json())["error"]["type"] == "queue_full"
+
+    run(scenario())
+
+
+def test_gateway_retry_after_follows_the_measured_job_time(gateway):
+    async def scenario():
+        async with gateway(max_queued=1) as client:
+            for _ in range(2):  # two 0.6 s jobs measured: the mean is about 0.6 s
+                assert (await client.post("/test/slow", json={"seconds": 0.6})).status == 200
+            await client.post("/test/slow?wait=false", json={"seconds": 3})
+            await asyncio.sleep(0.1)
+            await client.post("/test/slow?wait=false", json={"seconds": 3})
+            refused = await client.post("/test/slow?wait=false", json={"seconds": 3})
+            assert refused.status == 429 and refused.headers["Retry-After"] == "1"  # ceil(0.6 s): not a guess
+            client.app[JOBS]._mean_s = 40.0  # as if jobs took 40 s: one must end before a place frees
+            refused = await client.post("/test/slow?wait=false", json={"seconds": 3})
+            assert refused.headers["Retry-After"] == "40"
 
     run(scenario())
 

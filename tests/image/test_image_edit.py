@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from image_helpers import INPAINT, PIX2PIX, TINY, pixels, png_bytes
 
-from engine import InvalidWorkflow, NodeFailed, Workflow
+from engine import InvalidWorkflow, NodeError, Workflow
 
 
 def source(size=(64, 64), color=(200, 40, 40), alpha_box=None):
@@ -109,7 +109,7 @@ def test_edit_rounds_sides_down_to_multiples_of_8(image_engine):
     (lambda: edit_doc(source(), mode="img2img", mask=box_mask()), "only used for inpainting"),
 ])
 def test_edit_bad_combinations_fail_with_the_node_and_input_named(image_engine, doc, words):
-    with pytest.raises(NodeFailed) as caught:
+    with pytest.raises(NodeError) as caught:
         run(image_engine, doc())
     assert "'edit' (image.edit)" in str(caught.value) and words in str(caught.value)
 
@@ -132,7 +132,7 @@ def test_edit_too_few_denoising_steps_are_refused_before_running(image_engine):
 def test_load_bad_sources_fail_with_the_input_named(image_engine, inputs, words):
     doc = {"nodes": {"load": {"type": "image.load", "inputs": inputs}},
            "outputs": {"image": {"from": "load", "output": "image"}}}
-    with pytest.raises(NodeFailed) as caught:
+    with pytest.raises(NodeError) as caught:
         run(image_engine, doc)
     assert "'load' (image.load)" in str(caught.value) and words in str(caught.value)
 

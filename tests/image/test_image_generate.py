@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from image_helpers import INPAINT, TINY, gen_doc, pixels
 
-from engine import InvalidWorkflow, NodeFailed, Workflow
+from engine import InvalidWorkflow, NodeError, Workflow
 
 
 def run(engine, doc, params=None, **kw):
@@ -79,12 +79,12 @@ def test_generate_bad_inputs_are_refused_before_anything_runs(image_engine, mana
 
 
 def test_generate_with_an_inpainting_model_says_what_the_model_is_for(image_engine):
-    with pytest.raises(NodeFailed) as caught:
+    with pytest.raises(NodeError) as caught:
         run(image_engine, gen_doc(model=INPAINT))
     message = str(caught.value)
     assert "'gen' (image.generate)" in message and "inpainting model" in message and "mask" in message
 
 
 def test_generate_names_a_missing_model_and_how_to_get_it(image_engine):
-    with pytest.raises(NodeFailed, match="no model folder 'no-such-model'"):
+    with pytest.raises(NodeError, match="no model folder 'no-such-model'"):
         run(image_engine, gen_doc(model="no-such-model"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from image_helpers import INPAINT, TINY, gen_doc, png_bytes
 
-from engine import InvalidInput, NodeFailed, Workflow
+from engine import InvalidInput, NodeError, Workflow
 from zoo import G, link
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
@@ -56,7 +56,7 @@ def test_image_edit_endpoint_bad_inputs_fail_as_invalid_input(image_engine, case
     params, node, input_, words = EDIT_CASES[case]
     image_engine.files.root.mkdir(parents=True, exist_ok=True)
     workflow = Workflow.load(WORKFLOWS / "image_edit.json")
-    with pytest.raises(NodeFailed) as caught:
+    with pytest.raises(NodeError) as caught:
         image_engine.run_sync(workflow, {"model": TINY, "steps": 2, "seed": 1, **params})
     cause = caught.value.cause
     assert caught.value.node == node and isinstance(cause, InvalidInput), repr(cause)
@@ -72,7 +72,7 @@ def test_image_generate_linked_width_off_the_grid_fails_before_loading(image_eng
     doc = (G().node("w", "primitive.int", value=500)
            .node("gen", "image.generate", prompt="a cat", width=link("w", "value"), steps=1, seed=1, model=TINY)
            .output("images", "gen", "images"))
-    with pytest.raises(NodeFailed) as caught:
+    with pytest.raises(NodeError) as caught:
         image_engine.run_sync(doc.build())
     cause = caught.value.cause
     assert isinstance(cause, InvalidInput) and cause.input == "width" and "multiple of 8" in str(cause)

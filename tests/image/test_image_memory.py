@@ -8,7 +8,7 @@ import pytest
 import torch
 from image_helpers import TINY, gen_doc, pixels
 
-from engine import Cancelled, CancelToken, NodeFailed, Workflow
+from engine import Cancelled, CancelToken, NodeError, Workflow
 from nodes.image.pipes import VARIANT, loader
 
 
@@ -59,7 +59,7 @@ def test_oom_that_never_fits_is_a_clear_error_and_the_model_stays_usable(image_e
 
     handle, _ = hooked(pipes, always)
     try:
-        with pytest.raises(NodeFailed) as caught:
+        with pytest.raises(NodeError) as caught:
             image_engine.run_sync(Workflow.from_dict(gen_doc()))
     finally:
         handle.remove()

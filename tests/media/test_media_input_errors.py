@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import InvalidInput, NodeFailed
+from engine import InvalidInput, NodeError
 from zoo import G
 
 VIDEO = {"prompt": "a bird", "frames": 9, "fps": 8.0, "width": 32, "height": 32, "steps": 1, "seed": 1,
@@ -23,7 +23,7 @@ MUSIC = {"prompt": "calm piano", "duration": 0.5, "seed": 1, "model": "musicgen-
 def test_media_input_errors_fail_as_invalid_input_naming_the_input(media_engine, node_type, inputs, input_, words):
     output = {"video.generate": "video", "music.generate": "audio"}[node_type]
     graph = G().node("gen", node_type, **inputs).output("out", "gen", output)
-    with pytest.raises(NodeFailed) as caught:
+    with pytest.raises(NodeError) as caught:
         media_engine.run_sync(graph.build())
     cause = caught.value.cause
     assert caught.value.node == "gen" and isinstance(cause, InvalidInput), repr(cause)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import InvalidWorkflow, NodeFailed
+from engine import InvalidWorkflow, NodeError
 from nodes.avmedia import read_audio_comment, sidecar
 from zoo import G, link
 
@@ -83,13 +83,13 @@ def test_music_generate_refuses_a_duration_out_of_bounds_before_running(media_en
 
 
 def test_music_generate_names_a_model_that_is_not_musicgen(media_engine):
-    with pytest.raises(NodeFailed, match="not-a-model is not a MusicGen model.*musicgen-small") as caught:
+    with pytest.raises(NodeError, match="not-a-model is not a MusicGen model.*musicgen-small") as caught:
         media_engine.run_sync(music(model="not-a-model"))
     assert caught.value.node == "gen"
 
 
 def test_music_generate_missing_model_says_how_to_pull_it(media_engine):
-    with pytest.raises(NodeFailed, match="flow pull hf:facebook/musicgen-small"):
+    with pytest.raises(NodeError, match="flow pull hf:facebook/musicgen-small"):
         media_engine.run_sync(music(model="hf:facebook/musicgen-small"))
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageSequence
 
 from readback import audio_stream, decode, probe
-from engine import InvalidWorkflow, NodeFailed
+from engine import InvalidWorkflow, NodeError
 from nodes.avmedia import Audio, Video, read_video_comment
 from zoo import G, link
 
@@ -112,13 +112,13 @@ def test_video_generate_refuses_bad_literals_before_running(media_engine, manage
     ({"width": 40}, "width must be a multiple of 16, got 40; use 32"),
 ])
 def test_video_generate_refuses_shapes_the_model_cannot_make(media_engine, changes, message):
-    with pytest.raises(NodeFailed, match=message) as caught:
+    with pytest.raises(NodeError, match=message) as caught:
         media_engine.run_sync(video(**changes))
     assert caught.value.node == "gen" and "WanPipeline" in str(caught.value)
 
 
 def test_video_generate_names_a_model_that_is_not_text_to_video(media_engine):
-    with pytest.raises(NodeFailed, match="musicgen-tiny is not a text-to-video pipeline"):
+    with pytest.raises(NodeError, match="musicgen-tiny is not a text-to-video pipeline"):
         media_engine.run_sync(video(model="musicgen-tiny"))
 
 

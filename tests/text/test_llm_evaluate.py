@@ -6,7 +6,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from llm_tiny import TINY
 
-from engine import NodeFailed
+from engine import NodeError
 from engine.settings import Settings
 from nodes.llm import TextBackends
 from nodes.llm.evaluate import result_schema
@@ -56,19 +56,19 @@ def test_an_invalid_answer_is_retried_once(run_node, openai_manager, fake_openai
 
 def test_two_invalid_answers_are_a_clear_error(run_node, openai_manager, fake_openai):
     fake_openai.invalid_answers = 2
-    with pytest.raises(NodeFailed, match=r"gave no valid evaluation in 2 attempts \(last: the answer is not JSON"):
+    with pytest.raises(NodeError, match=r"gave no valid evaluation in 2 attempts \(last: the answer is not JSON"):
         run_node("text.evaluate", dict(text="hello", criteria=["tone"], model="openai:tiny", seed=1), openai_manager)
     assert len(_chat_requests(fake_openai)) == 2
 
 
 def test_evaluate_in_process_without_constrained_decoding_fails_clearly(run_node):
     # The tiny random model cannot write the JSON asked of it: two attempts, then the error says what to do.
-    with pytest.raises(NodeFailed, match=r"gave no valid evaluation in 2 attempts .*use a larger model"):
+    with pytest.raises(NodeError, match=r"gave no valid evaluation in 2 attempts .*use a larger model"):
         run_node("text.evaluate", dict(text="hello", criteria=["tone"], model=TINY, max_tokens=8, seed=1))
 
 
 def test_generate_with_a_schema_validates_the_answer_too(run_node, openai_manager, fake_openai):
     fake_openai.invalid_answers = 2
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
-    with pytest.raises(NodeFailed, match=r"no valid JSON answer in 2 attempts"):
+    with pytest.raises(NodeError, match=r"no valid JSON answer in 2 attempts"):
         run_node("text.generate", dict(prompt="x", model="openai:tiny", seed=1, format=schema), openai_manager)

@@ -9,15 +9,15 @@ import pytest
 from llm_tiny import TINY, TINY_VISION
 from zoo import link
 
-from engine import InvalidInput, NodeFailed, Workflow
+from engine import InvalidInput, NodeError, Workflow
 from engine.errors import InvalidModelRef
 from nodes.llm.ports import parse_answer
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
 
-def failure(engine, workflow, params=None) -> NodeFailed:
-    with pytest.raises(NodeFailed) as caught:
+def failure(engine, workflow, params=None) -> NodeError:
+    with pytest.raises(NodeError) as caught:
         engine.run_sync(workflow, params)
     return caught.value
 
@@ -38,7 +38,7 @@ def test_llm_input_errors_malformed_model_by_param_is_invalid_model_ref(make_eng
     ("text.evaluate", {"text": "x", "model": TINY_VISION}, "model", ""),
 ])
 def test_llm_input_errors_model_cannot_serve_the_request(run_node, node_type, inputs, input_, words):
-    with pytest.raises(NodeFailed) as caught:
+    with pytest.raises(NodeError) as caught:
         run_node(node_type, inputs, extra={"img": ("testing.solid_image", {})})
     cause = caught.value.cause
     assert caught.value.node == "n" and isinstance(cause, InvalidInput), repr(cause)
@@ -51,7 +51,7 @@ def test_llm_input_errors_describe_image_of_a_tiny_picture(run_node, size):
     try:
         out, _ = run_node("text.describe_image", inputs,
                           extra={"img": ("testing.solid_image", {"width": size[0], "height": size[1]})})
-    except NodeFailed as failed:
+    except NodeError as failed:
         assert isinstance(failed.cause, InvalidInput) and failed.cause.input == "image", repr(failed.cause)
     else:
         assert isinstance(out["text"], str)

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from llm_fakes import OLLAMA_NAME, png_size
 from zoo import Recorder, link
 
-from engine import ModelNotFound, NodeFailed
+from engine import ModelNotFound, NodeError
 from engine.errors import PullFailed
 from engine.models import OllamaUnavailable
 from engine.settings import Settings
@@ -53,7 +53,7 @@ def test_generate_with_a_json_schema_gets_structured_output(run_node, make_manag
 
 
 def test_unknown_model_is_model_not_found_with_the_pull_command(run_node, make_manager, fake_ollama):
-    with pytest.raises(NodeFailed, match=r"flow pull ollama:nope:latest") as info:
+    with pytest.raises(NodeError, match=r"flow pull ollama:nope:latest") as info:
         run_node("text.generate", dict(prompt="hi", model="ollama:nope", seed=1), make_manager(fake_ollama.url))
     assert isinstance(info.value.cause, ModelNotFound)
     assert "/api/chat" not in fake_ollama.paths()
@@ -61,7 +61,7 @@ def test_unknown_model_is_model_not_found_with_the_pull_command(run_node, make_m
 
 def test_a_404_from_chat_is_model_not_found(run_node, make_manager, fake_ollama):
     fake_ollama.loaded["gone:latest"] = 10  # /api/ps claims it, /api/chat answers 404
-    with pytest.raises(NodeFailed, match=r"model 'gone:latest' not found.*flow pull ollama:gone:latest"):
+    with pytest.raises(NodeError, match=r"model 'gone:latest' not found.*flow pull ollama:gone:latest"):
         run_node("text.generate", dict(prompt="hi", model="ollama:gone", seed=1), make_manager(fake_ollama.url))
 
 
@@ -78,7 +78,7 @@ def test_missing_model_is_pulled_on_demand_when_enabled(run_node, make_manager, 
 
 
 def test_a_failed_pull_on_demand_is_pull_failed(run_node, make_manager, fake_ollama):
-    with pytest.raises(NodeFailed, match=r"pulling ollama:absent:latest failed: pull model manifest") as info:
+    with pytest.raises(NodeError, match=r"pulling ollama:absent:latest failed: pull model manifest") as info:
         run_node("text.generate", dict(prompt="hi", model="ollama:absent", seed=1),
                  make_manager(fake_ollama.url, pull_on_demand=True))
     assert isinstance(info.value.cause, PullFailed)
@@ -86,7 +86,7 @@ def test_a_failed_pull_on_demand_is_pull_failed(run_node, make_manager, fake_oll
 
 def test_mid_stream_error_line_becomes_a_named_error(run_node, make_manager, fake_ollama):
     fake_ollama.fail_midstream.add(OLLAMA_NAME)
-    with pytest.raises(NodeFailed, match=r"Ollama failed part-way through tiny:latest: .*out of memory.*ollama ps"):
+    with pytest.raises(NodeError, match=r"Ollama failed part-way through tiny:latest: .*out of memory.*ollama ps"):
         # A seed whose answer is long enough to reach the third piece, where the fake breaks off.
         run_node("text.generate", dict(prompt="tell a long story", model=MODEL, max_tokens=40, seed=5),
                  make_manager(fake_ollama.url))
@@ -100,13 +100,13 @@ def _closed_port() -> int:
 
 def test_unreachable_server_is_ollama_unavailable(run_node, make_manager):
     url = f"http://127.0.0.1:{_closed_port()}"
-    with pytest.raises(NodeFailed, match=r"did not answer.*ollama serve.*FLOW_OLLAMA_URL") as info:
+    with pytest.raises(NodeError, match=r"did not answer.*ollama serve.*FLOW_OLLAMA_URL") as info:
         run_node("text.generate", dict(prompt="hi", model=MODEL, seed=1), make_manager(url))
     assert isinstance(info.value.cause, OllamaUnavailable)
 
 
 def test_ollama_ref_without_a_configured_server_says_what_to_set(run_node, make_manager):
-    with pytest.raises(NodeFailed, match="no Ollama server is configured; set FLOW_OLLAMA_URL"):
+    with pytest.raises(NodeError, match="no Ollama server is configured; set FLOW_OLLAMA_URL"):
         run_node("text.generate", dict(prompt="hi", model=MODEL, seed=1), make_manager())
 
 
@@ -143,7 +143,7 @@ def test_describe_image_sends_the_png_to_a_vision_model(run_node, make_manager, 
 
 
 def test_describe_image_refuses_a_model_without_vision(run_node, make_manager, fake_ollama):
-    with pytest.raises(NodeFailed, match=r"ollama:tiny:latest cannot read images.*qwen2.5vl"):
+    with pytest.raises(NodeError, match=r"ollama:tiny:latest cannot read images.*qwen2.5vl"):
         run_node("text.describe_image", dict(image=link("img", "image"), model=MODEL, seed=1),
                  make_manager(fake_ollama.url), extra={"img": ("testing.solid_image", {})})
 
@@ -165,7 +165,7 @@ def test_strict_privacy_never_falls_back_to_a_remote_model(run_node, make_manage
     config = TextBackends(Settings(privacy="strict", openai_base_url="https://api.example.invalid/v1",
                                    text_fallback_model="openai:gpt-4o-mini"))
     manager = make_manager(f"http://127.0.0.1:{_closed_port()}", config=config)
-    with pytest.raises(NodeFailed, match=r"did not answer.*fallback model openai:gpt-4o-mini was not tried: privacy "
+    with pytest.raises(NodeError, match=r"did not answer.*fallback model openai:gpt-4o-mini was not tried: privacy "
                                          r"is strict"):
         run_node("text.generate", dict(prompt="hi", model=MODEL, seed=1, privacy="flexible"), manager)
 

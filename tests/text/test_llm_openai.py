@@ -9,7 +9,7 @@ import pytest
 from llm_fakes import png_size
 from zoo import Recorder, link
 
-from engine import ModelNotFound, NodeFailed
+from engine import ModelNotFound, NodeError
 from engine.settings import Settings
 from nodes.llm import TextBackends
 from nodes.llm.backend import PrivacyRefused
@@ -59,18 +59,18 @@ def test_wrong_key_says_which_setting_to_fix(run_node, make_manager, fake_openai
     fake_openai.api_key = "sk-right"
     manager = make_manager(config=TextBackends(Settings(openai_base_url=fake_openai.url + "/v1",
                                                                     openai_api_key="sk-wrong")))
-    with pytest.raises(NodeFailed, match=r"refused the key \(Incorrect API key provided.\); set FLOW_OPENAI_API_KEY"):
+    with pytest.raises(NodeError, match=r"refused the key \(Incorrect API key provided.\); set FLOW_OPENAI_API_KEY"):
         run_node("text.generate", dict(prompt="hi", model="openai:tiny", seed=1), manager)
 
 
 def test_unknown_model_is_model_not_found(run_node, openai_manager):
-    with pytest.raises(NodeFailed, match=r"The model `nope` does not exist") as info:
+    with pytest.raises(NodeError, match=r"The model `nope` does not exist") as info:
         run_node("text.generate", dict(prompt="hi", model="openai:nope", seed=1), openai_manager)
     assert isinstance(info.value.cause, ModelNotFound)
 
 
 def test_openai_model_without_a_server_says_what_to_set(run_node, make_manager):
-    with pytest.raises(NodeFailed, match="needs an OpenAI-compatible server; set FLOW_OPENAI_BASE_URL"):
+    with pytest.raises(NodeError, match="needs an OpenAI-compatible server; set FLOW_OPENAI_BASE_URL"):
         run_node("text.generate", dict(prompt="hi", model="openai:gpt-4o-mini", seed=1), make_manager())
 
 
@@ -80,7 +80,7 @@ def test_openai_model_without_a_server_says_what_to_set(run_node, make_manager):
 ])
 def test_strict_privacy_refuses_a_remote_model_before_any_request(run_node, make_manager, configured, requested, who):
     config = TextBackends(Settings(privacy=configured, openai_base_url="https://api.example.invalid/v1"))
-    with pytest.raises(NodeFailed, match=rf"outside this machine, and privacy is strict \(set by {who}\)") as info:
+    with pytest.raises(NodeError, match=rf"outside this machine, and privacy is strict \(set by {who}\)") as info:
         run_node("text.generate", dict(prompt="hi", model="openai:gemini-2.0-flash", seed=1, privacy=requested),
                  make_manager(config=config))
     assert isinstance(info.value.cause, PrivacyRefused)
@@ -98,7 +98,7 @@ def test_flexible_privacy_reaches_a_remote_server(run_node, make_manager, fake_o
     out, _ = run_node("text.generate", dict(prompt="hi", model="openai:tiny", max_tokens=4, seed=1),
                       make_manager(config=TextBackends(Settings(privacy="flexible", openai_base_url=url))))
     assert out["usage"]["backend"] == "openai"
-    with pytest.raises(NodeFailed, match="privacy is strict"):
+    with pytest.raises(NodeError, match="privacy is strict"):
         run_node("text.generate", dict(prompt="hi", model="openai:tiny", seed=1, privacy="strict"),
                  make_manager(config=TextBackends(Settings(privacy="flexible", openai_base_url=url))))
 

@@ -8,7 +8,7 @@ import pytest
 from llm_tiny import TINY, TINY_VISION
 from zoo import Recorder, link
 
-from engine import NodeFailed
+from engine import NodeError
 from engine.errors import InvalidModelRef
 
 
@@ -75,7 +75,7 @@ def test_generate_with_context_puts_the_json_in_the_prompt(run_node, make_manage
 
 
 def test_generate_prompt_beyond_the_context_window_is_a_clear_error(run_node):
-    with pytest.raises(NodeFailed, match=r"exceeds the context of .*tiny-llm \(2048 tokens\)"):
+    with pytest.raises(NodeError, match=r"exceeds the context of .*tiny-llm \(2048 tokens\)"):
         run_node("text.generate", dict(prompt="hi", model=TINY, max_tokens=4000, seed=1))
 
 
@@ -121,24 +121,24 @@ def test_describe_image_runs_a_vision_model_in_process(run_node, make_manager):
 
 
 def test_a_chat_model_cannot_describe_images(run_node):
-    with pytest.raises(NodeFailed, match=r"cannot load .*tiny-llm as a vision model"):
+    with pytest.raises(NodeError, match=r"cannot load .*tiny-llm as a vision model"):
         run_node("text.describe_image", dict(image=link("img", "image"), model=TINY, seed=1),
                  extra={"img": ("testing.solid_image", {})})
 
 
 def test_missing_hf_model_names_the_pull_command(run_node):
-    with pytest.raises(NodeFailed, match=r"flow pull hf:nobody/nothing"):
+    with pytest.raises(NodeError, match=r"flow pull hf:nobody/nothing"):
         run_node("text.generate", dict(prompt="hi", model="hf:nobody/nothing", seed=1))
 
 
 def test_unknown_local_folder_is_an_invalid_reference(run_node):
-    with pytest.raises(NodeFailed, match="no model folder 'not-there'") as info:
+    with pytest.raises(NodeError, match="no model folder 'not-there'") as info:
         run_node("text.generate", dict(prompt="hi", model="not-there", seed=1))
     assert isinstance(info.value.cause, InvalidModelRef)
 
 
 def test_default_model_without_ollama_is_the_small_in_process_one(run_node):
-    with pytest.raises(NodeFailed, match=r"hf:Qwen/Qwen2.5-0.5B-Instruct.*flow pull"):
+    with pytest.raises(NodeError, match=r"hf:Qwen/Qwen2.5-0.5B-Instruct.*flow pull"):
         run_node("text.generate", dict(prompt="hi", seed=1))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import TEXT, Cancelled, CancelToken, Engine, Input, Node, NodeFailed, NullCache, Output, Registry
+from engine import TEXT, Cancelled, CancelToken, Engine, Input, Node, NodeError, NullCache, Output, Registry
 from engine.threads import NodeThreads
 
 STALL = "stall:latest"
@@ -373,7 +373,7 @@ def test_a_stalled_stream_fails_at_the_read_timeout(job, message, stalling, make
     engine = make_engine(manager)
     node_type, inputs = job(stalling, manager)
     started = time.monotonic()
-    with pytest.raises(NodeFailed, match=message):
+    with pytest.raises(NodeError, match=message):
         engine.run_sync(G().node("n", node_type, **inputs).build())
     assert time.monotonic() - started < 5  # one read timeout (and one retry of the OpenAI client at most)
 
