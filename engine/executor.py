@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import threading
 import time
 import uuid
@@ -17,12 +16,12 @@ from typing import Any, Callable, Iterable, Mapping
 from . import events as ev
 from .cache import Cache, MemoryCache, NullCache
 from .cancel import CancelToken
-from .large import LARGE_GRAPH, quiet_gc
-from .compile import CompiledWorkflow, Step, canonical, compile_workflow, step_key
+from .compile import CompiledWorkflow, Step, compile_workflow
 from .context import NodeContext, RunInfo
 from .errors import Cancelled, InvalidWorkflow, NodeError, Problem, redact_paths
-from .node import SEED_MAX
+from .large import LARGE_GRAPH, quiet_gc
 from .paths import OutputFiles
+from .plan import Plan, make_plan
 from .registry import Registry
 from .threads import NodeThreads
 from .workflow import Workflow
@@ -32,8 +31,6 @@ Listener = Callable[[ev.Event], None]
 # Inline (cheap) nodes give the event loop a turn at least this often, so a long chain
 # never starves the gateway or delays a cancel request.
 _YIELD_EVERY_S = 0.002
-# The planning thread checks the cancel token every so many nodes.
-_CHECK_EVERY = 1024
 
 
 @dataclass(slots=True)
@@ -47,23 +44,6 @@ class RunResult:
     seeds: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
     elapsed: float = 0.0
-
-
-@dataclass(slots=True)
-class Plan:
-    """One run of a compiled workflow: what must execute, what the cache already holds."""
-
-    order: list[str]  # nodes to execute, topologically ordered
-    hits: dict[str, dict[str, Any]]  # node -> cached outputs
-    keys: dict[str, bytes]
-    filled: dict[str, dict[str, Any]]  # node -> inputs filled this run (params, drawn seeds)
-    seeds: dict[str, int]
-    roots: set[str]
-    outputs: dict[str, tuple[str, str]]  # result name -> (node, output)
-    # The run's counters, counted here (off the event loop for a large graph) and used up by the run:
-    waiting: dict[str, int] = field(default_factory=dict)  # node to run -> its sources still to run
-    uses: dict[str, int] = field(default_factory=dict)  # node -> nodes to run that read its outputs
-    ready: list[str] = field(default_factory=list)  # nodes to run that wait for nothing, in order
 
 
 class Engine:
@@ -200,77 +180,7 @@ class Engine:
 
         Thread-safe (a large graph is planned off the event loop); raises Cancelled once ``cancel`` is.
         """
-        check = cancel.raise_if_cancelled if cancel is not None else _nothing
-        steps = compiled.steps
-        wanted = compiled.wanted(outputs)
-        roots = {node for node, _ in wanted.values()}
-        # 1. Every ancestor of the roots (explicit stack: no recursion limit).
-        relevant, stack = set(), list(roots)
-        while stack:
-            nid = stack.pop()
-            if nid not in relevant:
-                relevant.add(nid)
-                stack.extend(steps[nid].sources)
-        order = sorted(relevant, key=compiled.position.__getitem__)
-        # 2. Per-run inputs and keys, in topological order; static keys were computed at compile.
-        filled_in: dict[str, dict[str, Any]] = {}
-        seeds: dict[str, int] = {}
-        keys: dict[str, bytes] = {}
-        for i, nid in enumerate(order):
-            if not i % _CHECK_EVERY:
-                check()
-            step = steps[nid]
-            inputs = filled.get(nid)
-            if step.seed_input is not None:
-                seed = (inputs or {}).get(step.seed_input, step.literals.get(step.seed_input))
-                if seed is None:
-                    seed = secrets.randbelow(min(SEED_MAX, 2**32))
-                seeds[nid] = seed
-                inputs = {**(inputs or {}), step.seed_input: seed}
-            if inputs:
-                filled_in[nid] = inputs
-            if step.key is not None:
-                keys[nid] = step.key
-                continue
-            salt = canonical(inputs) if inputs else b""
-            if step.fingerprinted:
-                salt += canonical(step.cls.fingerprint({**step.literals, **(inputs or {})}, self.files))
-            if step.volatile:
-                salt += secrets.token_bytes(16)  # never equal to any other run's key
-            keys[nid] = step_key(step, salt, [keys[src] for _, src, _ in step.links])
-        # 3. From the roots back: a cache hit needs none of its ancestors.
-        hits: dict[str, dict[str, Any]] = {}
-        needed, seen, stack = set(), set(), list(roots)
-        while stack:
-            nid = stack.pop()
-            if nid in seen:
-                continue
-            seen.add(nid)
-            if not len(seen) % _CHECK_EVERY:
-                check()
-            step = steps[nid]
-            found = None if step.volatile else self.cache.get(keys[nid])
-            if found is not None:
-                hits[nid] = found
-            else:
-                needed.add(nid)
-                stack.extend(step.sources)
-        # 4. The run's counters: what each node waits for, how many read each node's outputs.
-        order = [nid for nid in order if nid in needed]
-        waiting: dict[str, int] = {}
-        uses: dict[str, int] = {}
-        for nid in order:
-            sources = steps[nid].sources
-            waiting[nid] = sum(src in needed for src in sources)
-            for src in sources:
-                uses[src] = uses.get(src, 0) + 1
-        check()
-        return Plan(
-            order=order, hits=hits, keys=keys, filled=filled_in,
-            seeds={nid: s for nid, s in seeds.items() if nid in needed or nid in hits},
-            roots=roots, outputs=wanted, waiting=waiting, uses=uses,
-            ready=[nid for nid in order if waiting[nid] == 0],
-        )
+        return make_plan(compiled, filled, outputs, self.cache, self.files, cancel)
 
     async def _execute(self, compiled: CompiledWorkflow, plan: Plan, job: "_Job"):
         """The core loop: start what is ready, collect what finished, release what is no longer needed."""
@@ -357,10 +267,6 @@ class Engine:
                 del values[src]
         job.emit(ev.NodeFinished(job.id, node=step.id, node_type=step.cls.type, elapsed=elapsed))
         return elapsed
-
-
-def _nothing() -> None:
-    pass
 
 
 class _NodeLog(logging.LoggerAdapter):

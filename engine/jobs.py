@@ -4,68 +4,25 @@ by background workers, survive a crash, and stream their events to any number of
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
+import math
 import time
 import uuid
 from collections import deque
 from typing import Any, Callable
 
 from . import events as ev
-from .cancel import CancelToken
 from . import large
-from .large import LARGE_GRAPH, quiet_gc, settle_gc
+from .cancel import CancelToken
 from .errors import (Cancelled, FlowError, InvalidInput, InvalidWorkflow, JobEnded, JobNotFound, NodeError, QueueFull,
                      redact_paths)
 from .executor import Engine, RunResult
-from .jobstore import (CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore)
+from .job_events import Subscription, terminal_event
+from .jobstore import CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore
+from .large import LARGE_GRAPH, quiet_gc, settle_gc
 from .workflow import Workflow
 
-
-
-
-
-
-
-
-class Subscription:
-    """A bounded stream of events for one listener; a listener that falls behind is dropped, never waited for."""
-
-    def __init__(self, job_id: str | None, maxsize: int):
-        self.job_id = job_id
-        self.queue: asyncio.Queue[ev.Event | None] = asyncio.Queue(maxsize)
-        self.dropped = False  # fell behind: events were lost
-        self.closed = False  # the server is shutting down
-
-    def close(self) -> None:
-        """End the stream (server shutdown): the listener's next() returns None."""
-        self.closed = True
-        try:
-            self.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            self.dropped = True
-
-    def offer(self, event: ev.Event) -> bool:
-        """Queue ``event``; False (and the stream ends) when the listener is too slow."""
-        if self.dropped:
-            return False
-        try:
-            self.queue.put_nowait(event)
-            return True
-        except asyncio.QueueFull:
-            self.dropped = True
-            return False
-
-    async def next(self, timeout: float | None = None) -> ev.Event | None:
-        """The next event; None when the stream was dropped. Raises TimeoutError after ``timeout``."""
-        if (self.dropped or self.closed) and self.queue.empty():
-            return None
-        if not self.queue.empty():
-            # At once, not through wait_for (a loop turn per event): a large job emits events
-            # faster than one per turn, and a listener that cannot keep up is dropped.
-            return self.queue.get_nowait()
-        return await asyncio.wait_for(self.queue.get(), timeout)
-
+__all__ = ["JobQueue", "PresentResult", "Subscription"]
 
 #: turns a finished run into what its job record stores (the gateway writes media files there)
 PresentResult = Callable[[Workflow, RunResult, str], dict]
@@ -434,14 +391,3 @@ def _size(workflow: Workflow | dict) -> int:
 def _parsed(doc: dict) -> Workflow:
     with quiet_gc(_size(doc)):
         return Workflow.from_dict(doc)
-
-
-def terminal_event(record: JobRecord) -> ev.Event:
-    """The one terminal event of an ended job, rebuilt from its record (for listeners that come late)."""
-    error = record.error or {}
-    if record.state == FINISHED:
-        return ev.JobFinished(record.id, elapsed=(record.ended or 0) - (record.started or 0))
-    if record.state == CANCELLED:
-        return ev.JobCancelled(record.id, reason=error.get("message", ""))
-    return ev.JobFailed(record.id, error=error.get("type", "error"), message=error.get("message", ""),
-                        node=error.get("node"), node_type=error.get("node_type"))

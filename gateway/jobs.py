@@ -9,7 +9,7 @@ from aiohttp import WSMsgType, web
 
 from engine.catalogue import Endpoint
 from engine.errors import InvalidRequest
-from engine.jobs import terminal_event
+from engine.job_events import terminal_event
 from engine.jobstore import STATES, JobRecord
 
 from .keys import JOBS, PRESENTER, SETTINGS
