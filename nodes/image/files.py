@@ -23,7 +23,7 @@ class Load(Node):
 
     type = "image.load"
     inputs = {
-        "path": Input(TEXT, "a file under the input folder (relative path); today that is the output folder",
+        "path": Input(TEXT, "a file under the output folder (relative path), e.g. an earlier job's output",
                       default="", maxLength=1000, widget="file"),
         "data": Input(TEXT, "the image as base64 or a data URL (data:image/png;base64,...)", default="",
                       maxLength=64 << 20, widget="image"),
