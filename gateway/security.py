@@ -88,7 +88,7 @@ class Policy:
         # An address literal cannot be re-pointed by DNS; bound everywhere, any of ours may be used.
         return _is_wildcard(self.bind)
 
-    def origin_allowed(self, origin: str, host_header: str | None, scheme: str) -> bool:
+    def origin_allowed(self, origin: str, host_header: str | None) -> bool:
         """Is a browser's ``Origin`` this server itself or a configured one?"""
         origin = origin.rstrip("/")
         if "*" in self.origins or origin in self.origins:
@@ -96,7 +96,8 @@ class Policy:
         parts = urlsplit(origin)
         if origin == "null" or not parts.scheme or not parts.netloc or host_header is None:
             return False
-        return parts.scheme == scheme and parts.netloc.lower() == host_header.strip().lower()
+        # the scheme is not compared: behind a TLS proxy the page is https and this server sees http
+        return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.strip().lower()
 
     def body_types_of(self, path: str) -> frozenset[str]:
         """The Content-Types a body sent to ``path`` may have."""
@@ -134,7 +135,7 @@ def guard_middleware(policy: Policy):
             raise Forbidden(f"this server does not answer to the host name {split_host(host)!r}; "
                             "add it to FLOW_ALLOWED_HOSTS if it is yours")
         origin = request.headers.get("Origin")
-        if origin is not None and not policy.origin_allowed(origin, host, request.scheme):
+        if origin is not None and not policy.origin_allowed(origin, host):
             raise Forbidden(f"requests from the web origin {origin!r} are refused; "
                             "add it to FLOW_CORS_ORIGINS if it is yours")
         site = request.headers.get("Sec-Fetch-Site", "")

@@ -312,3 +312,13 @@ def test_security_web_404s_have_a_json_body(server):
 def test_security_the_server_still_serves_after_the_attacks(server):
     status, body, _ = post_json(server, "/hello", {"name": "still here"})
     assert status == 200 and json.loads(body)["outputs"]["text"] == "Hello, still here!"
+
+
+def test_security_the_page_behind_a_tls_proxy_is_its_own_origin(server):
+    # Caddy or nginx terminate TLS and pass Host through: the page's Origin is https, this server sees http
+    status, body, _ = raw(server, "POST", "/hello", b"{}", {"Content-Type": "application/json",
+                                                           "Origin": "https://flow.lan"}, host="flow.lan")
+    assert status == 200, body
+    status, _, _ = raw(server, "POST", "/hello", b"{}", {"Content-Type": "application/json",
+                                                        "Origin": "https://other.lan"}, host="flow.lan")
+    assert status == 403
