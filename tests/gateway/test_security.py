@@ -322,3 +322,39 @@ def test_security_the_page_behind_a_tls_proxy_is_its_own_origin(server):
     status, _, _ = raw(server, "POST", "/hello", b"{}", {"Content-Type": "application/json",
                                                         "Origin": "https://other.lan"}, host="flow.lan")
     assert status == 403
+
+
+def _job(nodes: dict) -> dict:
+    return {"workflow": {"name": "bad-input", "nodes": nodes}}
+
+
+# Why item 6 of the security issue, each over HTTP against a real server: 4xx naming what is wrong.
+BAD_INPUTS = {
+    "json.get of a missing path": ("/jobs?wait=true", _job({"g": {"type": "json.get", "inputs": {
+        "value": {"a": 1}, "path": "b.c"}}}), 422),
+    "image.load of a folder": ("/jobs?wait=true", _job({"l": {"type": "image.load", "inputs": {"path": "."}}}), 422),
+    "image.load of a file that is not an image": ("/jobs?wait=true", _job({"l": {"type": "image.load", "inputs": {
+        "path": "hello/not-an-image.txt"}}}), 422),
+    "image.load of a missing file": ("/jobs?wait=true", _job({"l": {"type": "image.load", "inputs": {
+        "path": "nope.png"}}}), 422),
+    "a 999-character file name": ("/jobs?wait=true", _job({"s": {"type": "text.save", "inputs": {
+        "text": "x", "prefix": "a" * 999}}}), 400),
+    "no image to /image/edit": ("/image/edit", {"prompt": "a cat"}, 422),
+    "a path-tricked remote model": ("/text/gen", {"prompt": "hi", "model": "openai:../x"}, 400),
+    "an empty text to evaluate": ("/text/eval", {"text": "  "}, 422),
+    "a fractional batch size": ("/image/gen", {"prompt": "a cat", "batch_size": 2.5}, 400),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BAD_INPUTS))
+def test_security_bad_node_inputs_answer_4xx_naming_the_input(server, what):
+    (server.tmp / "out" / "hello").mkdir(parents=True, exist_ok=True)
+    (server.tmp / "out" / "hello" / "not-an-image.txt").write_text("plain text")
+    path, body, expected = BAD_INPUTS[what]
+    status, raw_body, _ = post_json(server, path, body)
+    assert status == expected, (what, raw_body[:400])
+    text = raw_body.decode()
+    assert "Traceback" not in text and str(server.tmp) not in text  # no server paths, no traceback
+    error = json.loads(raw_body)["error"]
+    if expected == 422:
+        assert error["input"] and error["node"], error  # names the node and the input
