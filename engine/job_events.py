@@ -46,6 +46,17 @@ class Subscription:
             return self.queue.get_nowait()
         return await asyncio.wait_for(self.queue.get(), timeout)
 
+    def pending(self, limit: int) -> list[ev.Event]:
+        """Up to ``limit`` events already queued, without waiting (a listener sends them as one batch)."""
+        found: list[ev.Event] = []
+        while len(found) < limit and not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is None:  # the end marker stays for next()
+                self.queue.put_nowait(None)
+                break
+            found.append(event)
+        return found
+
 
 def terminal_event(record: JobRecord) -> ev.Event:
     """The one terminal event of an ended job, rebuilt from its record (for listeners that come late)."""

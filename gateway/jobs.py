@@ -146,7 +146,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 else:
                     await ws.close(code=1013, message=b"too slow: events were dropped; reconnect")
                 break
-            await asyncio.wait_for(ws.send_json(event.to_json(), dumps=lambda o: json.dumps(o, default=str)), 10)
+            # what else is queued goes with it, under one time limit (a large job emits faster than one per turn)
+            await asyncio.wait_for(_send_all(ws, [event, *subscription.pending(255)]), 10)
     except (ConnectionResetError, asyncio.TimeoutError):
         pass
     finally:
@@ -154,6 +155,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         reader.cancel()
         await ws.close()
     return ws
+
+
+async def _send_all(ws: web.WebSocketResponse, events: list) -> None:
+    for event in events:
+        await ws.send_json(event.to_json(), dumps=dumps)
 
 
 async def _drain(ws: web.WebSocketResponse) -> None:
