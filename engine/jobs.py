@@ -8,7 +8,7 @@ import logging
 import math
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Callable
 
 from . import events as ev
@@ -46,6 +46,8 @@ class JobQueue:
         self._workflows: dict[str, Workflow] = {}  # compiled-once workflows of jobs submitted here
         self._owned: set[str] = set()  # jobs whose Workflow this queue parsed (no one else holds it)
         self._records: dict[str, JobRecord] = {}  # jobs not ended yet, as stored (saves re-reading them)
+        # small jobs that ended lately: the caller waiting for one reads it here, not from the store
+        self._recent: OrderedDict[str, JobRecord] = OrderedDict()
         self._live: dict[str, dict[str, Any]] = {}  # running jobs: current node, progress
         self._tokens: dict[str, CancelToken] = {}
         self._done: dict[str, asyncio.Event] = {}
@@ -101,10 +103,12 @@ class JobQueue:
         self._adding += 1  # holds its place in the queue while it is validated and stored
         try:
             owned = not isinstance(workflow, Workflow)  # parsed here: no one else holds it
-            workflow = await asyncio.to_thread(self._validated, workflow, params, outputs)
+            large_ = _size(workflow) > LARGE_GRAPH
+            workflow = await _off_loop(large_, self._validated, workflow, params, outputs)
             record = self._new_record(workflow, params, name, outputs)
             # Shielded: once stored, the job is enqueued even if the request that sent it went away.
-            return await asyncio.shield(asyncio.ensure_future(self._store_and_enqueue(record, workflow, owned)))
+            return await asyncio.shield(asyncio.ensure_future(self._store_and_enqueue(record, workflow, owned,
+                                                                                      large_)))
         finally:
             self._adding -= 1
 
@@ -148,8 +152,9 @@ class JobQueue:
         return JobRecord(id=uuid.uuid4().hex, name=name or workflow.name, state=QUEUED, workflow=workflow.doc,
                          params=params, outputs=outputs, created=time.time())
 
-    async def _store_and_enqueue(self, record: JobRecord, workflow: Workflow, owned: bool) -> JobRecord:
-        await asyncio.to_thread(self.store.add, record)  # durable before anyone is told the job exists
+    async def _store_and_enqueue(self, record: JobRecord, workflow: Workflow, owned: bool,
+                                 large_: bool) -> JobRecord:
+        await _off_loop(large_, self.store.add, record)  # durable before anyone is told the job exists
         if owned:
             self._owned.add(record.id)
         self._enqueue(record, workflow)
@@ -164,11 +169,14 @@ class JobQueue:
 
     def get(self, job_id: str) -> JobRecord:
         """The job with its live state (queue position, current node, progress)."""
-        return self._live_state(job_id, self._records.get(job_id) or self.store.get(job_id))
+        return self._live_state(job_id, self._known(job_id) or self.store.get(job_id))
 
     async def fetch(self, job_id: str) -> JobRecord:
         """:meth:`get`, reading an ended job from the store off the event loop (a large one takes a while)."""
-        return self._live_state(job_id, self._records.get(job_id) or await asyncio.to_thread(self._read, job_id))
+        return self._live_state(job_id, self._known(job_id) or await asyncio.to_thread(self._read, job_id))
+
+    def _known(self, job_id: str) -> JobRecord | None:
+        return self._records.get(job_id) or self._recent.get(job_id)
 
     def _read(self, job_id: str) -> JobRecord | None:
         """The stored job with its workflow, read in a thread (a large one is many objects: see engine.large)."""
@@ -260,10 +268,12 @@ class JobQueue:
             self._settle_if_idle()
 
     async def _run(self, job_id: str) -> None:
-        # Store reads and writes, parsing and presenting run in threads: a large job's take a while.
+        # A large job's store reads and writes, parsing and presenting run in threads (they take a
+        # while); a small job's run inline: a thread hop costs more than they do.
         record = self._records.get(job_id) or await asyncio.to_thread(self._read, job_id)
         if record is None or record.state != QUEUED:
             return
+        large_ = _size(self._workflows.get(job_id) or record.workflow or {}) > LARGE_GRAPH
         self._records[job_id] = record
         record.state, record.started = RUNNING, time.time()
         record.attempts += 1
@@ -283,7 +293,7 @@ class JobQueue:
 
         shutting_down, workflow = False, None
         try:
-            await asyncio.to_thread(self.store.save, record)
+            await _off_loop(large_, self.store.save, record)
             workflow = self._workflows.pop(job_id, None)
             if workflow is None:
                 workflow = await asyncio.to_thread(_parsed, record.workflow)
@@ -291,7 +301,7 @@ class JobQueue:
             result = await self.engine.run(workflow, record.params, outputs=record.outputs, job_id=job_id,
                                            listener=listener, cancel=token)
             used = self.engine.compile(workflow).effective_params(record.params)
-            presented = await asyncio.to_thread(self.present, workflow, result, job_id)
+            presented = await _off_loop(large_, self.present, workflow, result, job_id)
             record.state, record.result = FINISHED, {**presented, "params": used}
         except Cancelled as exc:
             shutting_down = token.reason == "the server is shutting down"
@@ -321,7 +331,7 @@ class JobQueue:
         record.ended = time.time()
         took = record.ended - (record.started or record.ended)
         self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
-        await asyncio.to_thread(self.store.save, record)
+        await _off_loop(large_, self.store.save, record)
         self._end(record, held[0] if held else terminal_event(record))
         if job_id in self._owned:
             self._owned.discard(job_id)
@@ -375,10 +385,23 @@ class JobQueue:
     def _end(self, record: JobRecord, terminal: ev.Event) -> None:
         self._records.pop(record.id, None)
         record.extra = {}  # no queue position or current node once it ended
+        if _size(record.workflow or {}) <= LARGE_GRAPH:
+            self._recent[record.id] = record
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
         self._publish(terminal)
         done = self._done.pop(record.id, None)
         if done is not None:
             done.set()
+
+
+#: small ended jobs kept in memory for their callers (a few kB each)
+_RECENT = 256
+
+
+async def _off_loop(large_: bool, fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` in a thread for a large job, inline for a small one."""
+    return await asyncio.to_thread(fn, *args) if large_ else fn(*args)
 
 
 def _size(workflow: Workflow | dict) -> int:

@@ -89,6 +89,11 @@ class JobRecord:
         return body
 
 
+#: workflow documents up to this size stay in the job's row; larger ones go to the workflows table,
+#: so that every state update of a large job does not rewrite megabytes
+_INLINE_DOC = 64 << 10
+
+
 class JobStore:
     """The jobs table. WAL mode: a commit survives the process being killed at any point.
 
@@ -140,14 +145,19 @@ class JobStore:
     def add(self, job: JobRecord) -> JobRecord:
         """Insert a new job; sets its ``seq``. A large workflow takes a while: call it off the event loop."""
         doc = large.dumps(job.workflow)
+        row = (job.id, job.name, job.state, json.dumps(job.params),
+               None if job.outputs is None else json.dumps(job.outputs), job.created)
+        if len(doc) <= _INLINE_DOC:  # one statement, one commit: what every small endpoint call costs
+            with self._db() as db:
+                cur = db.execute("INSERT INTO jobs (id, name, state, params, outputs, created, workflow) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, doc))
+            job.seq = cur.lastrowid
+            return job
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                cur = db.execute(
-                    "INSERT INTO jobs (id, name, state, workflow, params, outputs, created) "
-                    "VALUES (?, ?, ?, '', ?, ?, ?)",
-                    (job.id, job.name, job.state, json.dumps(job.params),
-                     None if job.outputs is None else json.dumps(job.outputs), job.created))
+                cur = db.execute("INSERT INTO jobs (id, name, state, params, outputs, created, workflow) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, '')", row)
                 db.execute("INSERT INTO workflows (id, doc) VALUES (?, ?)", (job.id, doc))
             except BaseException:
                 db.execute("ROLLBACK")

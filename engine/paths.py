@@ -58,11 +58,13 @@ def relative_to(root: str | os.PathLike, path: str | os.PathLike) -> str | None:
     """``path`` relative to ``root`` (POSIX form) when it is a file under it that may be served, else None."""
     try:
         real, real_root = os.path.realpath(path), os.path.realpath(root)
-        if os.path.commonpath([real, real_root]) != real_root:
+        if os.path.commonpath([real, real_root]) != real_root or not os.path.isfile(real):
             return None
-        relative = Path(os.path.relpath(real, real_root)).as_posix()
-        servable_file(real_root, relative)
-    except (UnsafePath, ValueError, OSError):
+    except (ValueError, OSError):
+        return None
+    relative = Path(os.path.relpath(real, real_root)).as_posix()
+    # the same rule as servable_file, on a path already resolved (no second walk of its parts)
+    if any(part.startswith(".") for part in relative.split("/")) or _NOT_SERVED.search(relative):
         return None
     return relative
 

@@ -84,7 +84,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def _stream(request, jobs, job_id, completion_id, created, model) -> web.StreamResponse:
     """Server-Sent Events of `chat.completion.chunk`s from the node's streamed text, then [DONE]."""
-    subscription = jobs.subscribe(job_id)  # right after submit: the worker has not started it yet
+    subscription = jobs.subscribe(job_id)
+    # A small job may have run to its end while it was being accepted: then the record has it all.
+    ended = jobs.get(job_id).terminal
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
 
@@ -96,7 +98,7 @@ async def _stream(request, jobs, job_id, completion_id, created, model) -> web.S
     try:
         await send({"role": "assistant"})
         streamed = ""
-        while True:
+        while not ended:
             event = await subscription.next()
             if event is None:
                 break
