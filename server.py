@@ -82,7 +82,7 @@ def serve(settings: Settings, engine: Engine) -> None:
     """Run the gateway until interrupted (what ``flow serve`` calls)."""
     # A thread waiting for the GIL waits out this interval while another computes (5 ms by default):
     # /health and every to_thread hop pay it several times over while a large job runs inline.
-    sys.setswitchinterval(float(__import__("os").environ.get("SWI", "0.001")))
+    sys.setswitchinterval(0.001)
     app = create_app(engine, settings)
     url = f"http://{settings.host}:{settings.port}"
     print(f"flow gateway on {url}  (docs: {url}/docs, web page: {url}/)", flush=True)
