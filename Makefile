@@ -7,13 +7,20 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast bench fuzz clean
 
+# pip's own progress shows only under `make run` (PIP_QUIET keeps `make test`'s CI logs short).
+PIP_QUIET ?= --quiet
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[models,test]'
+	@echo "installing pinned dependencies into $(VENV) (first run: torch and friends take a few minutes)..."
+	$(BIN)/python -m pip install $(PIP_QUIET) -c constraints.txt -e '.[models,test]'
+	@echo "dependencies installed"
 	touch $(STAMP)
 
+# The gateway's port: `make run PORT=8080`; default FLOW_PORT (shell or .env), else 8000.
+PORT ?=
+run: PIP_QUIET :=
 run: $(STAMP)
-	$(BIN)/flow serve
+	$(BIN)/flow serve$(if $(PORT), --port $(PORT))
 
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)  # the web tests' browser

@@ -108,7 +108,10 @@ def serve(host, port, insecure_no_token):
     problem = exposure_problem(settings)
     if problem:
         raise click.UsageError(problem)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = settings.log_level.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise click.UsageError(f"FLOW_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from server import serve as run_server
 
     run_server(settings, build_engine(settings))
@@ -118,7 +121,11 @@ def serve(host, port, insecure_no_token):
 @click.argument("workflow")
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="check these param values too")
 def validate(workflow, params):
-    """Check WORKFLOW without running it; print every problem (exit 2) or a summary (exit 0)."""
+    """Check WORKFLOW without running it; print every problem (exit 2) or a summary (exit 0).
+
+    Without --param it checks the definition: the params a run must give are listed as "needs",
+    not as problems. With --param it checks that run, missing required params included.
+    """
     from engine import InvalidWorkflow
 
     settings = load_settings()
@@ -126,13 +133,16 @@ def validate(workflow, params):
     try:
         wf = _load(workflow, settings)
         compiled = engine.compile(wf)
-        compiled.bind(compiled.params_from_text(_parse_params(params)))
+        if params:
+            compiled.bind(compiled.params_from_text(_parse_params(params)))
     except InvalidWorkflow as exc:
         report_invalid(exc)
     finally:
         engine.close()
+    needs = [] if params else [name for name, info in compiled.params.items() if info.required]
     click.echo(f"ok: {wf.name}: {len(wf.nodes)} nodes, params: {', '.join(compiled.params) or 'none'}, "
-               f"outputs: {', '.join(compiled.outputs) or 'none'}")
+               f"outputs: {', '.join(compiled.outputs) or 'none'}"
+               + (f"; a run needs: {', '.join(needs)}" if needs else ""))
 
 
 @main.command("nodes")
@@ -173,7 +183,11 @@ def doctor(as_json, profile, env_file):
     from deploy.doctor import diagnose, render
 
     gpu = None if profile is None else profile == "gpu"
-    report = diagnose(os.environ, env_file=Path(env_file), gpu=gpu)
+    try:  # the settings `flow serve` would run with, so the two agree (Ollama, budgets, models)
+        settings = load_settings(env_file=env_file)
+    except click.UsageError:
+        settings = None  # the env_file check reports the value that does not parse
+    report = diagnose(os.environ, env_file=Path(env_file), settings=settings, gpu=gpu)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else render(report))
     if not report.ok:
         sys.exit(EXIT_FAILED)

@@ -43,6 +43,27 @@ class FlowCLI(click.Group):
         builtin = super().list_commands(ctx)
         return builtin + sorted(n for n in self._endpoints() if n not in builtin)
 
+    def resolve_command(self, ctx, args):
+        """Unknown commands suggest the nearest: `flow text-gen` -> did you mean `flow text gen`?"""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            nearest = _nearest(args[0] if args else "", self._flat_names(ctx))
+            if nearest is None:
+                raise
+            raise click.UsageError(f"no such command {args[0]!r}; did you mean `flow {nearest}`?", ctx) from exc
+
+    def _flat_names(self, ctx) -> list[str]:
+        """Every command as typed after `flow`: `run`, `text`, `text gen`, `models loaded`..."""
+        names, endpoints = [], self._endpoints()
+        for name in self.list_commands(ctx):
+            names.append(name)
+            if name in endpoints and name not in self.commands:
+                names.extend(f"{name} {sub}" for sub in endpoints[name] if sub)
+            elif isinstance(self.commands.get(name), click.Group):
+                names.extend(f"{name} {sub}" for sub in self.commands[name].list_commands(ctx))
+        return names
+
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
         if command is not None:
@@ -56,6 +77,17 @@ class FlowCLI(click.Group):
         for sub, entry in branch.items():
             group.add_command(_LazyEndpoint(sub or name, *entry))
         return group
+
+
+def _nearest(typed: str, names: list[str]) -> str | None:
+    """The command name nearest to what was typed (``text-gen``, ``text_gen`` -> ``text gen``), or None."""
+    import difflib
+
+    spaced = " ".join(typed.replace("-", " ").replace("_", " ").split())
+    if not spaced:
+        return None
+    match = difflib.get_close_matches(spaced, names, n=1, cutoff=0.6)
+    return match[0] if match else None
 
 
 class _LazyEndpoint(click.Command):
@@ -105,7 +137,7 @@ def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
     for pname, info in compiled.params.items():
         default = f" (default: {json.dumps(effective[pname])})" if pname in effective else " (required)"
         options.append(click.Option([f"--{pname.replace('_', '-')}", pname], type=kinds.get(info.type, str),
-                                    default=None, help=info.description + default))
+                                    default=None, help=info.description + _limits(info) + default))
 
     def callback(server, token, out_dir, as_json, debug, **given):
         if positional is not None:
@@ -124,12 +156,45 @@ def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
             values[pname] = value
         settings = load_settings(output_dir=out_dir)
         progress = Progress(enabled=not as_json and sys.stderr.isatty())
+        hint = _option_hint(click.get_current_context().command_path, positional)
         if server:
-            result = run_remote(server, token, endpoint, values, out_dir, progress, debug)
+            result = run_remote(server, token, endpoint, values, out_dir, progress, debug, hint)
         else:
-            result = run_local(settings, lambda: workflow, None, values, None, progress, debug)
+            result = run_local(settings, lambda: workflow, None, values, None, progress, debug, hint)
         show(result, as_json)
 
     command = click.Command(name, callback=callback, params=options,
                             help=f"POST {endpoint}: {workflow.description or workflow.name}")
     return server_options(command)
+
+
+def _limits(info) -> str:
+    """The constraints of the inputs a param fills, as its messages say them: ``[a multiple of 8; 16 to 1920]``."""
+    found = []
+    for spec in info.specs:
+        c = spec.constraints
+        low = c.get("minimum", c.get("exclusiveMinimum"))
+        high = c.get("maximum", c.get("exclusiveMaximum"))
+        parts = [f"a multiple of {c['multipleOf']:g}"] if "multipleOf" in c else []
+        if low is not None or high is not None:
+            above = f"more than {low:g}" if "exclusiveMinimum" in c else f"at least {low:g}"
+            below = f"less than {high:g}" if "exclusiveMaximum" in c else f"at most {high:g}"
+            if "minimum" in c and "maximum" in c:
+                parts.append(f"{low:g} to {high:g}")
+            else:
+                parts.append(" and ".join(t for t, v in ((above, low), (below, high)) if v is not None))
+        if "enum" in c:
+            parts.append("one of " + ", ".join(map(str, c["enum"])))
+        if parts and "; ".join(parts) not in found:
+            found.append("; ".join(parts))
+    return f" [{' | '.join(found)}]" if found else ""
+
+
+def _option_hint(command_path: str, positional: str | None):
+    """How this subcommand gives a param: `--prompt VALUE`, or for its positional param also `flow text gen VALUE`."""
+
+    def hint(name: str) -> str:
+        option = f"--{name.replace('_', '-')} VALUE"
+        return f'{command_path} "VALUE" or {option}' if name == positional else option
+
+    return hint

@@ -2,8 +2,9 @@
 
 `create_app(engine, settings)` builds the aiohttp application from the one route table
 (gateway/routes.py) plus one ``POST`` per saved endpoint workflow; `serve` runs it. Middlewares,
-outermost first: CORS headers (when origins are configured), the error middleware (named errors
-to JSON with their status, never a traceback), and the guard (Host, Origin, body type, token).
+outermost first: the access log (one line per request on ``flow.access``), CORS headers (when
+origins are configured), the error middleware (named errors to JSON with their status, never a
+traceback), and the guard (Host, Origin, body type, token).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gateway.files import WEB_DIR
 from gateway.jobs import endpoint_handler
 from gateway.keys import CATALOGUE, ENGINE, JOBS, METRICS, PRESENTER, SETTINGS, STARTED
 from gateway.metrics import Metrics
-from gateway.middleware import errors_middleware
+from gateway.middleware import access_middleware, errors_middleware
 from gateway.present import Presenter
 from gateway.routes import active_routes, body_types, reserved_prefixes
 from gateway.security import Policy, cors_middleware, guard_middleware, security_headers
@@ -36,6 +37,7 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
     middlewares = [errors_middleware, guard_middleware(policy)]
     if policy.origins:
         middlewares.insert(0, cors_middleware(policy.origins))
+    middlewares.insert(0, access_middleware)  # outermost: logs the status the client gets
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes,
                           handler_args={"max_field_size": 16 << 10})
     app.on_response_prepare.append(security_headers)

@@ -104,8 +104,12 @@ def check_env_file(env_file: Path, example: Path, settings_cls: type, environ: M
 
 
 def check_ollama(url: str, timeout: float = 3.0) -> Check:
-    """The Ollama server answers `GET /api/tags`, and which models it has."""
+    """The Ollama server answers `GET /api/tags`, and which models it has; none configured is fine."""
     name = "ollama"
+    if not url:  # as `flow serve` sees it: text nodes then run in process
+        return Check(name, Status.PASS, "no Ollama configured (FLOW_OLLAMA_URL is empty): that is fine, text "
+                     "nodes run in process with transformers; set FLOW_OLLAMA_URL to use an Ollama server",
+                     details={"url": "", "models": []})
     fix = "start it (`docker compose up -d ollama`) or point FLOW_OLLAMA_URL at it"
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/api/tags", timeout=timeout) as response:

@@ -39,11 +39,13 @@ def diagnose(
     hip_version: Callable[[], str | None] = torch_hip_version,
     gpu: bool | None = None,
     ollama_timeout: float = 3.0,
+    settings: Settings | None = None,
 ) -> Report:
     """Run every check against this host (or the fake one the parameters describe).
 
     ``environ`` is the caller's environment; .env fills what it lacks, as Compose does.
     ``gpu`` None follows COMPOSE_PROFILES (GPU checks fail only for the gpu profile).
+    ``settings``: what `flow serve` would run with (the CLI's loader); None reads them from ``env``.
     """
     dotenv = read_dotenv(env_file) if env_file.is_file() else {}
     env = {**dotenv, **environ}
@@ -58,11 +60,11 @@ def diagnose(
     agents = gpus_from_rocminfo(listed.stdout) if listed.returncode == 0 else []
     names = {agent.gfx: agent.name for agent in agents}
     gpus = [Gpu(g.gfx, names.get(g.gfx, ""), g.vram_bytes) for g in gpus_from_sysfs(root)] or agents
-    try:
-        settings = Settings.from_env(env)
-    except ValueError:
-        settings = Settings()  # check_env_file reports the bad value
-    ollama_url = settings.ollama_url or f"http://127.0.0.1:{env.get('OLLAMA_PORT') or 11434}"
+    if settings is None:
+        try:
+            settings = Settings.from_env(env)
+        except ValueError:
+            settings = Settings()  # check_env_file reports the bad value
 
     return Report((
         check_docker(commands, inside),
@@ -75,7 +77,7 @@ def diagnose(
         check_group_ids(root / "etc/group", env),
         check_devices(root / "dev", gpu),
         check_env_file(env_file, example_file, Settings, environ),
-        check_ollama(ollama_url, ollama_timeout),
+        check_ollama(settings.ollama_url, ollama_timeout),
         check_disk(settings.models_dir),
         check_budgets(settings, gpus, mem_total_bytes(root)),
     ))

@@ -108,7 +108,7 @@ class CompiledWorkflow:
                     value = fallback[0]
                 else:
                     problems.append(Problem(f"required ({info.type.value}): {info.description}; "
-                                            f"give it, e.g. --param {name}=VALUE", param=name))
+                                            f"{missing_hint(name)}", param=name))
                     break
                 filled.setdefault(node, {})[input_] = value
         if problems:
@@ -152,6 +152,11 @@ class CompiledWorkflow:
         if problems:
             raise InvalidWorkflow(problems)
         return values
+
+
+def missing_hint(name: str) -> str:
+    """How a missing required param is given, naming its JSON field; the CLI swaps in its own form."""
+    return f'give it a value: "{name}"'
 
 
 def parse_text(value_type: ValueType, text: str) -> Any:

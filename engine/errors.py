@@ -141,10 +141,12 @@ class PullFailed(FlowError):
     kind = "pull_failed"
     status = 503
 
-    def __init__(self, ref: str, reason: str):
+    def __init__(self, ref: str, reason: str, *, resumable: bool = True):
         self.ref = ref
         self.reason = reason
-        super().__init__(f"pulling {ref} failed: {reason}; run `flow pull {ref}` again to resume")
+        # nothing fetched yet (offline, refused): there is nothing to resume, only to try again
+        then = f"run `flow pull {ref}` again to resume" if resumable else "then pull again"
+        super().__init__(f"pulling {ref} failed: {reason}; {then}")
 
 
 class InvalidInput(FlowError):

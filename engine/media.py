@@ -24,4 +24,8 @@ class MediaValue(Protocol):
         """A copy holding no GPU memory (what the output cache stores)."""
 
     def write_file(self, files: OutputFiles, prefix: str) -> Path:
-        """Save to a new file under the output folder (a face does this for a media output)."""
+        """Save to a new file under the output folder (a face does this for a media output).
+
+        Only for a value no save node of the run wrote: one that did carries its files
+        (:func:`engine.saving.saved_files`), and the faces show those instead of a copy.
+        """

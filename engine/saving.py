@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -56,3 +57,36 @@ class SaveNode(Node):
 def write_sidecar(path: Path, description: dict) -> None:
     """Store ``description`` in ``<file>.json`` beside ``path`` (for formats that cannot hold it)."""
     sidecar(path).write_text(encode(description), encoding="utf-8")
+
+
+#: the attribute a saved media value carries: {job id: path, or list of paths}, of the latest few runs
+SAVED_ATTR = "_flow_saved"
+_KEEP_RUNS = 8  # a cached value is saved again by every run that uses it: remember only the latest runs
+_saved_lock = threading.Lock()
+
+
+def remember_saved(ctx, value: Any, saved: str | list[str]) -> None:
+    """Note on ``value`` that this run's save node wrote it to ``saved`` (a path, or a list for a batch).
+
+    The faces then show those files for an output of ``value`` instead of writing a copy
+    (:func:`saved_files`). A value that cannot carry the note (slots) is simply written again.
+    """
+    job_id = getattr(ctx, "job_id", None)
+    if value is None or not job_id:
+        return
+    with _saved_lock:
+        runs = dict(getattr(value, SAVED_ATTR, None) or {})
+        runs.pop(job_id, None)
+        runs[job_id] = list(saved) if isinstance(saved, (list, tuple)) else str(saved)
+        while len(runs) > _KEEP_RUNS:
+            runs.pop(next(iter(runs)))
+        try:
+            object.__setattr__(value, SAVED_ATTR, runs)  # frozen dataclasses too: a note, not the value
+        except (AttributeError, TypeError):
+            pass
+
+
+def saved_files(value: Any, job_id: str) -> str | list[str] | None:
+    """The file (or list of files, a batch) a save node of run ``job_id`` wrote ``value`` to, else None."""
+    runs = getattr(value, SAVED_ATTR, None)
+    return runs.get(job_id) if isinstance(runs, dict) else None

@@ -107,6 +107,8 @@ class Settings:
     cors_origins: str = ""
     #: find the GPU and its memory budget when the gateway starts (imports torch in the background)
     probe_device: bool = True
+    #: level of `flow serve`'s log (DEBUG, INFO, WARNING, ERROR); INFO shows one access line per request
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -1,4 +1,5 @@
-"""The one error middleware: named errors and HTTP errors become JSON bodies with their status.
+"""The one error middleware: named errors and HTTP errors become JSON bodies with their status;
+and the access log (one line per request on ``flow.access``).
 
 The status comes from the error's class (engine/errors.py declares each once); ``/v1`` routes
 answer in OpenAI's error shape; nothing unexpected reaches a client but a plain 500.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -86,3 +88,36 @@ async def errors_middleware(request: web.Request, handler):
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error_response(request, 500, error_body("internal", "internal error; the server log has the details"))
+
+
+access_log = logging.getLogger("flow.access")
+
+
+def _job_id(request: web.Request, response: web.StreamResponse | None) -> str:
+    """The job a request concerns: a ``/jobs/{id}`` route's id, else the ``Location`` of a 202; else ""."""
+    route = request.match_info.route
+    if route.resource is not None and "/jobs/" in (route.resource.canonical or ""):
+        return request.match_info.get("id", "")
+    if response is not None and response.status == 202:
+        location = response.headers.get("Location", "")
+        if "/jobs/" in location:
+            return location.rsplit("/jobs/", 1)[1].split("/", 1)[0]
+    return ""
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler):
+    """One line per request on ``flow.access``: method, path, status, milliseconds, and the job id if any."""
+    started = time.perf_counter()
+    response, status = None, 499  # 499 (nginx's "client closed request"): the client went away mid-request
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects and the like escape the error middleware as exceptions
+        status = exc.status
+        raise
+    finally:
+        job = _job_id(request, response)
+        access_log.info("%s %s %d %.1f ms%s", request.method, request.path, status,
+                        (time.perf_counter() - started) * 1000, f" job={job}" if job else "")

@@ -13,6 +13,7 @@ from engine.executor import RunResult
 from engine.jobstore import JobRecord
 from engine.media import MediaValue
 from engine.paths import OutputFiles, UnsafePath, relative_to, servable_file
+from engine.saving import saved_files
 from engine.workflow import Workflow
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -57,9 +58,9 @@ class Presenter:
         return None if relative is None else "/files/" + relative
 
     def result_json(self, workflow: Workflow, result: RunResult, job_id: str) -> dict:
-        """What a finished job stores: outputs (media written to files), files, seeds, timings."""
+        """What a finished job stores: outputs (media as their one file: the saved one, else written), files, seeds, timings."""
         outputs: dict[str, Any] = {}
-        files: dict[str, str] = {}
+        files: dict[str, str | list[str]] = {}
         media: list[str] = []  # outputs that are media by their type (only these are ever read back)
         for name, value in result.outputs.items():
             if isinstance(value, _JSON_SCALARS) or isinstance(value, (list, dict)):
@@ -68,11 +69,15 @@ class Presenter:
                     url = self.url(value)  # e.g. the path a save node returns
                     if url is not None:
                         files[name] = url
+                elif isinstance(value, list) and 0 < len(value) <= 64 and all(
+                        isinstance(v, str) and len(v) < 4096 and os.path.isabs(v) for v in value):
+                    urls = [self.url(v) for v in value]  # e.g. the paths image.save returns: URLs only
+                    if None not in urls:
+                        files[name] = urls
             elif isinstance(value, MediaValue):
-                path = value.write_file(self.files, f"jobs/{job_id}/{name}")
-                relative = relative_to(self.root, path)
-                outputs[name] = {"url": "/files/" + relative, "path": relative}
-                files[name] = outputs[name]["url"]
+                outputs[name] = self._media_files(value, name, job_id)
+                many = isinstance(outputs[name], list)
+                files[name] = [f["url"] for f in outputs[name]] if many else outputs[name]["url"]
                 media.append(name)
             else:
                 outputs[name] = f"<{type(value).__name__}>"  # no JSON form (and no repr: it may hold paths)
@@ -80,16 +85,33 @@ class Presenter:
                 "timings": result.timings, "elapsed": result.elapsed, "executed": result.executed,
                 "cached": result.cached}
 
+    def _media_files(self, value: MediaValue, name: str, job_id: str) -> dict | list[dict]:
+        """``{url, path}`` of the file a media output is in (a list for a batch a save node wrote).
+
+        The file(s) a save node of this job wrote it to (never a path from a JSON value), else
+        one written now under ``jobs/<id>/``: each result is one file, whichever face shows it.
+        """
+        saved = saved_files(value, job_id)
+        paths = saved if isinstance(saved, list) else [saved] if saved else []
+        found = [relative for p in paths if (relative := relative_to(self.root, p)) is not None]
+        if not found or len(found) != len(paths):
+            found, saved = [relative_to(self.root, value.write_file(self.files, f"jobs/{job_id}/{name}"))], None
+        entries = [{"url": "/files/" + relative, "path": relative} for relative in found]
+        return entries if isinstance(saved, list) else entries[0]
+
     def job_json(self, record: JobRecord, *, inline: bool = False, with_workflow: bool = False) -> dict:
         """The job as a response body; ``inline`` adds base64 of each media output."""
         body = record.to_json(with_workflow=with_workflow)
         if inline and isinstance(body.get("outputs"), dict):
             outputs = body["outputs"] = dict(body["outputs"])
             for name in body.get("media") or ():  # media by the type the job produced, never by shape
-                outputs[name] = self._inline(outputs[name])
+                value = outputs.get(name)
+                outputs[name] = [self._inline(v) for v in value] if isinstance(value, list) else self._inline(value)
         return body
 
     def _inline(self, value: dict) -> dict:
+        if not isinstance(value, dict):
+            return value
         try:
             path = servable_file(self.root, value["path"])
             return {**value, "b64": base64.b64encode(path.read_bytes()).decode()}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine import AUDIO, FLOAT, INT, TEXT, Input, InvalidInput, Node, Output, Seed
 from engine.models import dtype_for
-from engine.saving import SaveNode
+from engine.saving import SaveNode, remember_saved
 
 from .avmedia import AUDIO_FORMATS, Audio, write_audio
 
@@ -65,13 +65,19 @@ class Save(SaveNode):
 
     def run(self, ctx, audio, format, prefix, metadata):
         description = self.description(ctx, getattr(audio, "params", {}), metadata)
-        return self.save(ctx, prefix, f".{format}", description, lambda path, d: write_audio(path, audio, format, d))
+        saved = self.save(ctx, prefix, f".{format}", description, lambda path, d: write_audio(path, audio, format, d))
+        remember_saved(ctx, audio, saved["path"])  # the faces show this file for `audio`, no copy
+        return saved
 
 
 def _load(path: Path, dtype_name: str):
     """Load a MusicGen model and its processor from a local folder, on the CPU (safetensors only)."""
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()  # its notices and load bars are not the user's
+    transformers_logging.disable_progress_bar()
 
     config = path / "config.json"
     kind = json.loads(config.read_text()).get("model_type") if config.is_file() else None

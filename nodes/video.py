@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine import AUDIO, FLOAT, INT, TEXT, VIDEO, Input, InvalidInput, Node, Output, Seed
 from engine.models import dtype_for
-from engine.saving import SaveNode
+from engine.saving import SaveNode, remember_saved
 
 from .avmedia import VIDEO_FORMATS, Audio, Video, write_video
 
@@ -26,10 +26,10 @@ class Generate(Node):
         "frames": Input(INT, "number of frames (Wan needs 4k+1: 17, 33, 81; AnimateDiff at most 32)",
                         default=33, minimum=1, maximum=257),
         "fps": Input(FLOAT, "frames per second of the result", default=16.0, exclusiveMinimum=0, maximum=120),
-        "width": Input(INT, "width in pixels (a multiple of 16 for Wan, of 8 for AnimateDiff)", default=832,
-                       minimum=16, maximum=1920, multipleOf=8),
-        "height": Input(INT, "height in pixels (a multiple of 16 for Wan, of 8 for AnimateDiff)", default=480,
-                        minimum=16, maximum=1920, multipleOf=8),
+        "width": Input(INT, "width in pixels; the model may ask more as it runs (Wan: a multiple of 16)",
+                       default=832, minimum=16, maximum=1920, multipleOf=8),
+        "height": Input(INT, "height in pixels; the model may ask more as it runs (Wan: a multiple of 16)",
+                        default=480, minimum=16, maximum=1920, multipleOf=8),
         "steps": Input(INT, "denoising steps", default=30, minimum=1, maximum=200),
         "guidance": Input(FLOAT, "classifier-free guidance scale (1 or less turns it off)", default=5.0,
                           minimum=0, maximum=30),
@@ -73,7 +73,9 @@ class Save(SaveNode):
 
     def run(self, ctx, video, format, prefix, metadata):
         description = self.description(ctx, getattr(video, "params", {}), metadata)
-        return self.save(ctx, prefix, f".{format}", description, lambda path, d: write_video(path, video, format, d))
+        saved = self.save(ctx, prefix, f".{format}", description, lambda path, d: write_video(path, video, format, d))
+        remember_saved(ctx, video, saved["path"])  # the faces show this file for `video`, no copy
+        return saved
 
 
 class Mux(Node):
@@ -107,6 +109,12 @@ def _load(path: Path, dtype_name: str):
     """Load a text-to-video pipeline from a local folder on the CPU (safetensors only, no remote code)."""
     import torch
     from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):  # their notices and load bars are not the user's
+        library.set_verbosity_error()
+        library.disable_progress_bar()
 
     index = path / "model_index.json"
     kind = json.loads(index.read_text()).get("_class_name") if index.is_file() else None

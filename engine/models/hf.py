@@ -9,15 +9,17 @@ pickles or Python files (remote code is never trusted).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import socket
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from ..errors import InvalidModelRef, ModelNotFound, PullFailed
+from ..errors import FlowError, InvalidModelRef, ModelNotFound, PullFailed
 from .ollama import PullProgress
 from .refs import ModelRef
 
@@ -168,7 +170,9 @@ def pull(
     say = progress or (lambda p: None)
     marker = _marker(cache, ref)
     marker.parent.mkdir(parents=True, exist_ok=True)
+    resuming = marker.exists()
     marker.touch()
+    fetching = False  # set once files may land in the cache: only then is a failed pull left to resume
     _bound_hub_requests(*timeouts)
     try:
         # 1. Resolve the revision to a commit and list its files.
@@ -180,6 +184,7 @@ def pull(
         # 2. A diffusers pipeline names its component folders in model_index.json.
         components = None
         if "model_index.json" in paths:
+            fetching = True
             index = hf_hub_download(ref.name, "model_index.json", revision=commit, cache_dir=cache,
                                     endpoint=endpoint, token=token or None, tqdm_class=_silent)
             components = [k for k, v in json.loads(Path(index).read_text()).items()
@@ -196,6 +201,7 @@ def pull(
         def report(done: int, total: int | None) -> None:
             say(PullProgress(text, "downloading", done, total))
 
+        fetching = True
         folder = snapshot_download(
             ref.name, revision=commit, cache_dir=cache, endpoint=endpoint, token=token or None,
             allow_patterns=[_escape(f) for f in files], max_workers=4,
@@ -210,11 +216,14 @@ def pull(
     except RevisionNotFoundError as exc:
         raise InvalidModelRef(f"{text}: revision {revision!r} does not exist; use a branch, tag or commit of the repo") from exc
     except (HfHubHTTPError, OSError) as exc:
-        raise PullFailed(text, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        raise _failure(text, endpoint, cache, exc, fetching) from exc
     except Exception as exc:
         if type(exc).__module__.startswith(("httpx", "huggingface_hub")):
-            raise PullFailed(text, f"{type(exc).__name__}: {exc}") from exc
+            raise _failure(text, endpoint, cache, exc, fetching) from exc
         raise
+    finally:
+        if not fetching and not resuming:  # nothing was fetched: no pull is left half done
+            marker.unlink(missing_ok=True)
     # 4. Record the branch name -> commit, as the hub client does, and mark the pull complete.
     if not _COMMIT.match(revision):
         ref_file = repo_dir(cache, ref.name) / "refs" / revision
@@ -223,6 +232,39 @@ def pull(
     marker.unlink(missing_ok=True)
     say(PullProgress(text, "success"))
     return Path(folder)
+
+
+def _failure(text: str, endpoint: str, cache: Path, exc: BaseException, fetching: bool) -> FlowError:
+    """The named error for a failed pull, saying what happened: refused, not found, unreachable, disk full."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    host = urlsplit(endpoint).hostname or endpoint
+    if status in (401, 403):
+        return InvalidModelRef(
+            f"{text}: {endpoint} refused access ({status}); for a gated or private model accept its terms on "
+            "the website and set HF_TOKEN to a token that may read it")
+    if status == 404:
+        return InvalidModelRef(f"{text}: not found at {endpoint} (404); check the name and the revision")
+    chain = [exc]
+    while (chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 8:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    words = " ".join(str(e) for e in chain).lower()
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain) or "no space left" in words:
+        return PullFailed(text, f"the disk holding {cache} is full; free some space")
+    if any(isinstance(e, socket.gaierror) for e in chain) or any(w in words for w in _DNS_FAILURES):
+        reason = (f"cannot resolve {host}: this machine is offline or its DNS failed; check the network "
+                  "(or HF_ENDPOINT)")
+    elif type(exc).__name__ == "OfflineModeIsEnabled":
+        reason = "HF_HUB_OFFLINE is set, so the hub is not asked; unset it"
+    elif type(exc).__name__ in ("ConnectError", "ConnectTimeout", "ConnectionError"):
+        reason = f"cannot connect to {endpoint}: offline, or the host is down; check the network (or HF_ENDPOINT)"
+    else:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return PullFailed(text, f"{type(exc).__name__}: {detail}" if status is None else detail)
+    return PullFailed(text, reason, resumable=fetching)
+
+
+_DNS_FAILURES = ("name or service not known", "temporary failure in name resolution", "nodename nor servname",
+                 "getaddrinfo failed", "no address associated with hostname", "name resolution")
 
 
 def _bound_hub_requests(connect: float, read: float) -> None:

@@ -9,7 +9,7 @@ import re
 
 from engine import BOOL, IMAGE, INT, JSON, MASK, TEXT, FlowError, Input, InvalidInput, Node, Output
 from engine.paths import safe_join
-from engine.saving import SaveNode
+from engine.saving import SaveNode, remember_saved
 
 from .values import FORMATS, Images, Mask, file_entries, recipe_of, save_image
 
@@ -169,4 +169,5 @@ class Save(SaveNode):
                 save_image(image, path, format, quality, file_entries(described, metadata))
 
             paths.append(self.save(ctx, prefix, FORMATS[format], description, write)["path"])
+        remember_saved(ctx, images, paths)  # the faces show these files for `images`, no copy
         return {"paths": paths, "path": paths[0]}

@@ -120,6 +120,12 @@ def loader(device: str) -> Callable[[Path], PipeSet]:
     def load(folder: Path) -> PipeSet:
         import torch
         from diffusers import DiffusionPipeline
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        for library in (diffusers_logging, transformers_logging):  # their notices and load bars are not the user's
+            library.set_verbosity_error()
+            library.disable_progress_bar()
 
         dtype = getattr(torch, dtype_for(device))
         try:

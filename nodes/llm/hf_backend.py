@@ -164,6 +164,10 @@ def _loader(kind: str, device: str):
     def load(path):
         import torch
         import transformers as tf
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # its notices and load bars are not the user's
+        transformers_logging.disable_progress_bar()
 
         common = dict(dtype=getattr(torch, dtype_for(device)), use_safetensors=True, trust_remote_code=False)
         try:

@@ -64,6 +64,12 @@ export function progressBar(label = "progress") {
       else bar.value = Math.max(0, Math.min(1, fraction));
       text.textContent = note;
     },
+    /** Mark the bar's state (failed, cancelled, finished): failed shows red, with `note` as its label. */
+    state(state, note) {
+      element.dataset.state = state;
+      if (state === "failed") text.setAttribute("role", "alert"); // read out, like other errors
+      if (note !== undefined) text.textContent = note;
+    },
   };
 }
 

@@ -27,6 +27,11 @@ export async function initEndpoints() {
   if (!endpoints.length) fill(document.getElementById("endpoint-form-area"), h("p", {}, "No endpoints: put workflows with an `endpoint` in the workflows folder."));
 }
 
+/** The endpoint that serves the saved workflow `name` (a job's name), if any. */
+export function endpointOf(name) {
+  return endpoints.find((e) => e.workflow === name) || null;
+}
+
 /** Show the form of the endpoint at `path` (the first one when empty or unknown). */
 export function showEndpoint(path) {
   const ep = endpoints.find((e) => e.path === path) || endpoints[0];
@@ -76,6 +81,7 @@ function endpointForm(ep) {
     watchJob(accepted.id, {
       onEvent: progress.update,
       onDone(record) {
+        progress.ended(record);
         submit.disabled = false;
         fill(result, resultView(record));
       },

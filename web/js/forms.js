@@ -41,7 +41,12 @@ function jsonText(value) {
  */
 export function buildField(name, schema, { value, required = false, models = modelChoices, label = name } = {}) {
   const [s, nullable] = unwrapNullable(schema || {});
-  const flowType = schema["x-flow-type"] || schema.flowType;
+  let flowType = schema["x-flow-type"] || schema.flowType;
+  // A param that takes any value (JSON, e.g. a template's {name}) whose default is text is a text
+  // field: typing `world` must not need quotes, and the badge says what the field takes.
+  if ((flowType === "JSON" || flowType === "ANY") && !s.type && !s.enum && typeof schema.default === "string") {
+    flowType = "TEXT";
+  }
   const kind = kindOf(s, flowType);
   // The control comes from the presentation hint (a /nodes input's `widget`, an endpoint request
   // property's `x-flow-widget`), never from names or descriptions. The vocabulary is engine/node.py's

@@ -5,6 +5,7 @@ import { banner, fill, h } from "./dom.js";
 import { renderInspector } from "./graph/inspector.js";
 import { Graph } from "./graph/model.js";
 import { GraphView } from "./graph/view.js";
+import { findOutputRoot } from "./files.js";
 import { resultView } from "./outputs.js";
 import { jobProgress, watchJob } from "./watch.js";
 
@@ -34,9 +35,9 @@ function inspect() {
 /** Put a node of `type` where the canvas shows free room; select it. */
 function addNode(type) {
   if (!graph.catalogue[type]) { say(`unknown node type ${type}`); return; }
-  const canvas = $("canvas");
+  const origin = view.visibleOrigin();
   const n = graph.nodes.size;
-  const id = graph.addNode(type, canvas.scrollLeft + 30 + (n % 3) * 280, canvas.scrollTop + 30 + Math.floor(n / 3) % 3 * 200);
+  const id = graph.addNode(type, Math.round(origin.x) + 30 + (n % 3) * 280, Math.round(origin.y) + 30 + Math.floor(n / 3) % 3 * 200);
   view.render();
   view.select(id);
   changed(false);
@@ -104,7 +105,9 @@ async function run() {
       if (event.event === "node.finished") view.mark(event.node, { state: "finished", progress: undefined, message: "" });
       if (event.event === "node.failed") view.mark(event.node, { state: "failed", progress: undefined, message: event.message });
     },
-    onDone(record) {
+    async onDone(record) {
+      progress.ended(record);
+      await findOutputRoot(record); // saved paths without URLs (a list of paths) are shown as files
       running = null;
       $("graph-cancel").disabled = true;
       $("graph-run").disabled = false;
@@ -180,7 +183,11 @@ export async function initGraph() {
   const [catalogue, workflows] = await Promise.all([get("/nodes"), get("/workflows").catch(() => [])]);
   graph = new Graph(catalogue);
   view = new GraphView(graph, { canvas: $("canvas"), layer: $("node-layer"), wires: $("wires"),
-    onSelect: inspect, onChange: () => changed(false), say });
+    onSelect: inspect, onChange: () => changed(false), say,
+    onZoom: (zoom) => { $("graph-zoom").textContent = `${Math.round(zoom * 100)}%`; } });
+  $("graph-zoom-in").addEventListener("click", () => view.zoomAt(1.2));
+  $("graph-zoom-out").addEventListener("click", () => view.zoomAt(1 / 1.2));
+  $("graph-fit").addEventListener("click", () => view.fit());
   palette(catalogue);
   for (const wf of workflows) $("graph-saved").append(h("option", { value: wf.name }, wf.name));
   $("graph-add").addEventListener("click", () => { addNode($("palette-search").value.trim()); $("palette-search").value = ""; });

@@ -104,8 +104,8 @@ async function pull(e) {
       } else progress.update(event);
     },
     onDone(record) {
-      if (record.error) box.append(h("p", { class: "error", role: "alert" }, record.error.message));
-      else box.append(h("p", {}, "pulled"));
+      progress.ended(record); // a failure shows on the bar: red, with the error message
+      if (!record.error) box.append(h("p", {}, "pulled"));
       refreshModels();
       loadLocalModels();
     },

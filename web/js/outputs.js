@@ -2,6 +2,7 @@
 
 import { get, onEvent, setFileUrl } from "./api.js";
 import { badge, fill, h, seconds, when } from "./dom.js";
+import { learnedRoot, learnRoot } from "./files.js";
 
 const IMAGE = /\.(png|jpe?g|webp|gif|bmp)$/i;
 const AUDIO = /\.(wav|flac|ogg|mp3|m4a)$/i;
@@ -52,16 +53,18 @@ export function mediaView(url, name) {
 /** The output folder's path on the server, learnt from an output given both as a path and a URL. */
 function outputRoot(record) {
   for (const [name, url] of Object.entries(record.files || {})) {
+    if (typeof url !== "string") continue; // a batch: a list of URLs
     const path = (record.outputs || {})[name];
     const rel = url.replace(/^\/files\//, "");
-    if (typeof path === "string" && path.endsWith(rel)) return path.slice(0, path.length - rel.length);
+    if (typeof path === "string" && path.endsWith(rel)) return learnRoot(path.slice(0, path.length - rel.length));
   }
-  return null;
+  return learnedRoot(); // e.g. a list of saved paths only (files.js finds the folder)
 }
 
 /**
- * A job's outputs as [{name, urls, value}]: media and saved files get URLs (a list of saved paths
- * too); a file already shown by another output is not shown twice.
+ * A job's outputs as [{name, urls, value}]: media and saved files get URLs (a batch, or a list of
+ * saved paths, several); a file already shown by another output is not shown twice: a media
+ * output (`record.media`) shows its files, then the others add only what is new.
  */
 export function outputsOf(record) {
   const outputs = record.outputs && typeof record.outputs === "object" ? record.outputs : {};
@@ -70,16 +73,20 @@ export function outputsOf(record) {
   const toUrl = (p) => (root && typeof p === "string" && p.startsWith(root) ? `/files/${p.slice(root.length)}` : null);
   const items = Object.entries(outputs).map(([name, value]) => {
     let urls = [];
-    if (files[name]) urls = [files[name]];
-    else if (value && typeof value === "object" && typeof value.url === "string") urls = [value.url];
+    const isFile = (v) => v && typeof v === "object" && typeof v.url === "string";
+    if (files[name]) urls = Array.isArray(files[name]) ? files[name] : [files[name]];
+    else if (isFile(value)) urls = [value.url];
+    else if (Array.isArray(value) && value.length && value.every(isFile)) urls = value.map((v) => v.url);
     else if (Array.isArray(value) && value.length && value.every((p) => toUrl(p))) urls = value.map(toUrl);
     return { name, value, urls };
   });
   const shown = new Set();
   const kept = new Map();
-  // Single files first, so a list that repeats them adds only what is new; shown in their own order.
-  const single = (item) => (item.urls.length === 1 && !Array.isArray(item.value) ? 0 : 1);
-  for (const item of [...items].sort((a, b) => single(a) - single(b))) {
+  // Media outputs first (a batch is one list), then single files, so that an output repeating
+  // them adds only what is new; shown in their own order.
+  const media = new Set(Array.isArray(record.media) ? record.media : []);
+  const rank = (item) => (media.has(item.name) ? 0 : item.urls.length === 1 && !Array.isArray(item.value) ? 1 : 2);
+  for (const item of [...items].sort((a, b) => rank(a) - rank(b))) {
     if (!item.urls.length) { kept.set(item.name, item); continue; }
     const fresh = item.urls.filter((u) => !shown.has(u));
     fresh.forEach((u) => shown.add(u));

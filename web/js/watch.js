@@ -36,6 +36,18 @@ export function watchJob(id, { onEvent: each = () => {}, onDone = () => {} } = {
   return () => { finished = true; stop(); clearInterval(poll); };
 }
 
+const count = (n) => (Number.isInteger(n) ? String(n) : String(Math.round(n * 10) / 10));
+
+/** A node.progress event as words: `gen: 12/64 tokens (19%)` (`gen: 12 tokens` without a total). */
+export function stepText(event) {
+  const unit = event.message ? ` ${event.message}` : "";
+  if (event.total) {
+    const pct = Math.round((100 * event.done) / event.total);
+    return `${event.node}: ${count(event.done)}/${count(event.total)}${unit} (${pct}%)`;
+  }
+  return `${event.node}: ${event.done ? count(event.done) : ""}${unit}`.replace(/: $/, "");
+}
+
 /** Progress of a job from its events: nodes done of nodes to run, plus the running node's own steps. */
 export function jobProgress(label) {
   const bar = progressBar(label);
@@ -46,6 +58,12 @@ export function jobProgress(label) {
   bar.set(null, "queued");
   return {
     element: bar.element,
+    /** The job ended as `record` says (for a job whose terminal event was missed: polling found it). */
+    ended(record) {
+      if (record.state === "failed") bar.state("failed", `failed${record.error && record.error.message ? `: ${record.error.message}` : ""}`);
+      else if (record.state === "cancelled" || record.state === "interrupted") bar.state(record.state, record.state);
+      else if (record.state === "finished") { bar.set(1, "finished"); bar.state("finished"); }
+    },
     update(event) {
       switch (event.event) {
         case "job.queued": bar.set(null, `queued (position ${event.position})`); return;
@@ -53,12 +71,13 @@ export function jobProgress(label) {
         case "node.started": current = event.node; step = 0; break;
         case "node.progress":
           if (event.total) step = event.done / event.total;
-          current = event.node + (event.message ? `: ${event.message}` : "");
+          current = stepText(event);
           break;
-        case "node.finished": case "node.failed": done += 1; step = 0; break;
-        case "job.finished": bar.set(1, "finished"); return;
-        case "job.failed": bar.set(done / (total || 1), "failed"); return;
-        case "job.cancelled": bar.set(done / (total || 1), "cancelled"); return;
+        case "node.finished": done += 1; step = 0; break;
+        case "node.failed": step = 0; break; // a failed node is not done: the bar stays where it was
+        case "job.finished": bar.set(1, "finished"); bar.state("finished"); return;
+        case "job.failed": bar.state("failed", `failed${event.message ? `: ${event.message}` : ""}`); return;
+        case "job.cancelled": bar.state("cancelled", "cancelled"); return;
         default: return;
       }
       const fraction = total ? Math.min(1, (done + step) / total) : null;

@@ -13,16 +13,124 @@ function summary(value) {
 
 /** The canvas: renders `graph`, calls `onSelect(id)` and `onChange()`; `state` holds run and problem marks. */
 export class GraphView {
-  constructor(graph, { canvas, layer, wires, onSelect, onChange, say }) {
-    Object.assign(this, { graph, canvas, layer, wires, onSelect, onChange, say });
+  constructor(graph, { canvas, layer, wires, onSelect, onChange, say, onZoom = () => {} }) {
+    Object.assign(this, { graph, canvas, layer, wires, onSelect, onChange, say, onZoom });
     this.selected = null;
     this.armed = null; // {node, output} chosen by click or keyboard, waiting for an input
     this.marks = new Map(); // node id -> {state, progress, message}
     this.problems = new Map(); // node id -> [{input, message}]
+    // Zoom and pan: the stage (wires and nodes) is scaled and moved; node positions stay unscaled.
+    this.stage = layer.parentElement;
+    this.zoom = 1;
+    this.pan = { x: 0, y: 0 };
     canvas.addEventListener("pointerdown", (e) => {
-      if (e.target === canvas || e.target === layer || e.target === wires) { this.disarm(); this.select(null); }
+      const background = e.target === canvas || e.target === layer || e.target === wires || e.target === this.stage;
+      if (background) { this.disarm(); this.select(null); }
+      if ((background && e.button === 0) || e.button === 1) this.dragPan(e);
     });
-    canvas.addEventListener("keydown", (e) => { if (e.key === "Escape") this.disarm(); });
+    canvas.addEventListener("keydown", (e) => this.canvasKey(e));
+    // Ctrl+wheel (and a pinch) zooms at the pointer; the wheel alone pans.
+    canvas.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const px = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? canvas.clientHeight : 1;
+      if (e.ctrlKey || e.metaKey) {
+        const r = canvas.getBoundingClientRect();
+        this.zoomAt(Math.exp(-e.deltaY * px * 0.002), e.clientX - r.left, e.clientY - r.top);
+      } else {
+        const sideways = e.shiftKey && !e.deltaX;
+        this.panBy(-(sideways ? e.deltaY : e.deltaX) * px, -(sideways ? 0 : e.deltaY) * px);
+      }
+    }, { passive: false });
+    // Focusing a node out of view scrolls the canvas: turn that scroll into pan.
+    canvas.addEventListener("scroll", () => {
+      if (!canvas.scrollLeft && !canvas.scrollTop) return;
+      const dx = canvas.scrollLeft;
+      const dy = canvas.scrollTop;
+      canvas.scrollLeft = 0;
+      canvas.scrollTop = 0;
+      this.panBy(-dx, -dy);
+    });
+  }
+
+  // -- zoom and pan --------------------------------------------------------------------------------
+
+  applyTransform() {
+    this.stage.style.transform = `translate(${this.pan.x}px, ${this.pan.y}px) scale(${this.zoom})`;
+    this.canvas.style.backgroundPosition = `${this.pan.x}px ${this.pan.y}px`;
+    this.canvas.style.backgroundSize = `${20 * this.zoom}px ${20 * this.zoom}px`;
+    this.canvas.dataset.zoom = String(Math.round(this.zoom * 100) / 100);
+    this.onZoom(this.zoom);
+  }
+
+  panBy(dx, dy) {
+    this.pan.x += dx;
+    this.pan.y += dy;
+    this.applyTransform();
+  }
+
+  /** Zoom by `factor` keeping the canvas point (x, y) still (the centre when not given). */
+  zoomAt(factor, x = this.canvas.clientWidth / 2, y = this.canvas.clientHeight / 2) {
+    const zoom = Math.min(2.5, Math.max(0.2, this.zoom * factor));
+    const k = zoom / this.zoom;
+    this.pan.x = x - (x - this.pan.x) * k;
+    this.pan.y = y - (y - this.pan.y) * k;
+    this.zoom = zoom;
+    this.applyTransform();
+  }
+
+  /** Zoom and pan so every node shows (at most at 100%). */
+  fit() {
+    const boxes = [...this.layer.querySelectorAll(".gnode")];
+    this.canvas.scrollLeft = 0;
+    this.canvas.scrollTop = 0;
+    if (!boxes.length) { this.zoom = 1; this.pan = { x: 0, y: 0 }; this.applyTransform(); return; }
+    const left = Math.min(...boxes.map((b) => b.offsetLeft));
+    const top = Math.min(...boxes.map((b) => b.offsetTop));
+    const right = Math.max(...boxes.map((b) => b.offsetLeft + b.offsetWidth));
+    const bottom = Math.max(...boxes.map((b) => b.offsetTop + b.offsetHeight));
+    const pad = 24;
+    const w = Math.max(1, this.canvas.clientWidth - 2 * pad);
+    const hgt = Math.max(1, this.canvas.clientHeight - 2 * pad);
+    this.zoom = Math.min(1, Math.max(0.2, Math.min(w / (right - left), hgt / (bottom - top))));
+    this.pan.x = pad + (w - (right - left) * this.zoom) / 2 - left * this.zoom;
+    this.pan.y = pad + (hgt - (bottom - top) * this.zoom) / 2 - top * this.zoom;
+    this.applyTransform();
+  }
+
+  /** The top-left of the visible part of the graph, in node coordinates. */
+  visibleOrigin() {
+    return { x: Math.max(0, -this.pan.x / this.zoom), y: Math.max(0, -this.pan.y / this.zoom) };
+  }
+
+  dragPan(e) {
+    e.preventDefault();
+    const x0 = this.pan.x;
+    const y0 = this.pan.y;
+    const move = (ev) => {
+      this.canvas.classList.add("panning");
+      this.pan.x = x0 + ev.clientX - e.clientX;
+      this.pan.y = y0 + ev.clientY - e.clientY;
+      this.applyTransform();
+    };
+    const up = () => {
+      this.canvas.classList.remove("panning");
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", up);
+    };
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", up);
+    this.canvas.focus({ preventScroll: true });
+  }
+
+  canvasKey(e) {
+    if (e.key === "Escape") { this.disarm(); return; }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "+" || e.key === "=") { e.preventDefault(); this.zoomAt(1.2); } else if (e.key === "-" || e.key === "_") { e.preventDefault(); this.zoomAt(1 / 1.2); } else if (e.key === "0") { e.preventDefault(); this.fit(); } else if (e.target === this.canvas) {
+      // Arrow keys on the focused background pan the view.
+      const step = e.shiftKey ? 200 : 50;
+      const moves = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
+      if (moves[e.key]) { e.preventDefault(); this.panBy(...moves[e.key]); }
+    }
   }
 
   render() {
@@ -87,7 +195,7 @@ export class GraphView {
     if (!port) return null;
     const a = port.getBoundingClientRect();
     const b = this.layer.getBoundingClientRect();
-    return { x: a.left - b.left + a.width / 2, y: a.top - b.top + a.height / 2 };
+    return { x: (a.left - b.left + a.width / 2) / this.zoom, y: (a.top - b.top + a.height / 2) / this.zoom };
   }
 
   drawWires() {
@@ -178,7 +286,7 @@ export class GraphView {
     this.highlight(id, output);
     const move = (ev) => {
       moved = moved || Math.hypot(ev.clientX - e.clientX, ev.clientY - e.clientY) > 4;
-      this.temp = this.path(start, { x: ev.clientX - origin.left, y: ev.clientY - origin.top }, "wire temp");
+      this.temp = this.path(start, { x: (ev.clientX - origin.left) / this.zoom, y: (ev.clientY - origin.top) / this.zoom }, "wire temp");
       this.drawWires();
     };
     const up = (ev) => {
@@ -212,8 +320,8 @@ export class GraphView {
     const y0 = node.meta.y;
     this.select(id);
     const move = (ev) => {
-      node.meta.x = Math.max(0, Math.round(x0 + ev.clientX - e.clientX));
-      node.meta.y = Math.max(0, Math.round(y0 + ev.clientY - e.clientY));
+      node.meta.x = Math.max(0, Math.round(x0 + (ev.clientX - e.clientX) / this.zoom));
+      node.meta.y = Math.max(0, Math.round(y0 + (ev.clientY - e.clientY) / this.zoom));
       el.style.left = `${node.meta.x}px`;
       el.style.top = `${node.meta.y}px`;
       this.drawWires();
