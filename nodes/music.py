@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from engine import AUDIO, FLOAT, INT, TEXT, Input, InvalidInput, Node, Output, Seed
-from engine.models import dtype_for
+from engine.models import dtype_for, quiet_libraries
 from engine.saving import SaveNode, remember_saved
 
 from .avmedia import AUDIO_FORMATS, Audio, write_audio
@@ -74,10 +74,8 @@ def _load(path: Path, dtype_name: str):
     """Load a MusicGen model and its processor from a local folder, on the CPU (safetensors only)."""
     import torch
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.set_verbosity_error()  # its notices and load bars are not the user's
-    transformers_logging.disable_progress_bar()
+    quiet_libraries("transformers")
 
     config = path / "config.json"
     kind = json.loads(config.read_text()).get("model_type") if config.is_file() else None

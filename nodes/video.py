@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from engine import AUDIO, FLOAT, INT, TEXT, VIDEO, Input, InvalidInput, Node, Output, Seed
-from engine.models import dtype_for
+from engine.models import dtype_for, quiet_libraries
 from engine.saving import SaveNode, remember_saved
 
 from .avmedia import VIDEO_FORMATS, Audio, Video, write_video
@@ -109,12 +109,8 @@ def _load(path: Path, dtype_name: str):
     """Load a text-to-video pipeline from a local folder on the CPU (safetensors only, no remote code)."""
     import torch
     from diffusers import DiffusionPipeline
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
 
-    for library in (diffusers_logging, transformers_logging):  # their notices and load bars are not the user's
-        library.set_verbosity_error()
-        library.disable_progress_bar()
+    quiet_libraries("diffusers", "transformers")
 
     index = path / "model_index.json"
     kind = json.loads(index.read_text()).get("_class_name") if index.is_file() else None

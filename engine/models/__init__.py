@@ -3,7 +3,7 @@
 Nothing here imports torch or huggingface_hub at import time; they are imported where used.
 """
 
-from .device import DeviceBudget, dtype_for
+from .device import DeviceBudget, dtype_for, quiet_libraries
 from .manager import ModelManager
 from .ollama import OllamaClient, OllamaModel, OllamaUnavailable, PullProgress
 from .refs import ModelRef, parse_ref
@@ -27,6 +27,7 @@ __all__ = [
     "OllamaUnavailable",
     "PullProgress",
     "dtype_for",
+    "quiet_libraries",
     "format_bytes",
     "parse_ref",
 ]

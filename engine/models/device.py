@@ -80,3 +80,17 @@ def _torch():
     import torch
 
     return torch
+
+
+def quiet_libraries(*names: str) -> None:
+    """Silence the notices and load bars of these model libraries ("transformers", "diffusers").
+
+    Their messages (a missing torchvision, "Loading weights" bars) are not the user's concern;
+    flow reports loads itself. Loaders call it after importing the libraries they use.
+    """
+    import importlib
+
+    for name in names:
+        logging = importlib.import_module(f"{name}.utils.logging")
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()

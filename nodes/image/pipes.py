@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine import InvalidInput
-from engine.models import dtype_for
+from engine.models import dtype_for, quiet_libraries
 
 #: the manager's cache key for this loader (reference + variant): image nodes share one load
 VARIANT = "image"
@@ -120,12 +120,8 @@ def loader(device: str) -> Callable[[Path], PipeSet]:
     def load(folder: Path) -> PipeSet:
         import torch
         from diffusers import DiffusionPipeline
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
 
-        for library in (diffusers_logging, transformers_logging):  # their notices and load bars are not the user's
-            library.set_verbosity_error()
-            library.disable_progress_bar()
+        quiet_libraries("diffusers", "transformers")
 
         dtype = getattr(torch, dtype_for(device))
         try:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from engine import Cancelled
 from engine.errors import InvalidInput
-from engine.models import dtype_for
+from engine.models import dtype_for, quiet_libraries
 
 from .types import Reply, Request
 
@@ -164,10 +164,8 @@ def _loader(kind: str, device: str):
     def load(path):
         import torch
         import transformers as tf
-        from transformers.utils import logging as transformers_logging
 
-        transformers_logging.set_verbosity_error()  # its notices and load bars are not the user's
-        transformers_logging.disable_progress_bar()
+        quiet_libraries("transformers")
 
         common = dict(dtype=getattr(torch, dtype_for(device)), use_safetensors=True, trust_remote_code=False)
         try:
