@@ -109,6 +109,11 @@ class NodeContext:
                                 "run it through `flow` or the gateway, which configure one")
         return self.models
 
+    def model_progress(self, report: Any) -> None:
+        """A model manager's or store's report (pulling, loading) as this node's progress: pass it as
+        ``progress=`` to ``ctx.models.run``/``lease``, so a load shows in flow's events, not a library's bars."""
+        self.progress(report.completed or 0, report.total, f"{report.status} {report.ref}")
+
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress of this node (e.g. step 3 of 20); safe to call from any thread."""
         self._progress(done, total, message)

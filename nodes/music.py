@@ -47,7 +47,8 @@ class Generate(Node):
             net, processor = loaded
             return _generate(ctx, net, processor, device, prompt, duration, guidance, temperature, top_k, seed)
 
-        samples, rate = manager.run(model, lambda path: _load(path, dtype_name), work, variant=f"musicgen-{dtype_name}")
+        samples, rate = manager.run(model, lambda path: _load(path, dtype_name), work, variant=f"musicgen-{dtype_name}",
+                                    progress=ctx.model_progress)
         params = {"node": self.type, "model": model, "prompt": prompt, "duration": duration, "guidance": guidance,
                   "temperature": temperature, "top_k": top_k, "seed": seed, "sample_rate": rate}
         return {"audio": Audio(samples, rate, params).fitted(duration)}

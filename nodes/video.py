@@ -54,7 +54,8 @@ class Generate(Node):
             attempts.append(True)
             return _generate(ctx, pipe, prompt, negative_prompt, frames, width, height, steps, guidance, seed)
 
-        pixels = manager.run(model, lambda path: _load(path, dtype_name), work, variant=f"t2v-{dtype_name}")
+        pixels = manager.run(model, lambda path: _load(path, dtype_name), work, variant=f"t2v-{dtype_name}",
+                             progress=ctx.model_progress)
         params = {"node": self.type, "model": model, "prompt": prompt, "negative_prompt": negative_prompt,
                   "frames": frames, "fps": fps, "width": width, "height": height, "steps": steps,
                   "guidance": guidance, "seed": seed}

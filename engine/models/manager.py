@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from ..errors import FlowError, OutOfMemory
 from . import oom
 from .device import DeviceBudget, empty_cache, half_of_ram, probe
-from .ollama import OllamaClient
+from .ollama import OllamaClient, PullProgress
 from .refs import ModelRef
 from .report import Counters, LoadedModel, MemoryReport
 from .sizes import (CPU_OFFLOAD_METHOD, GiB, format_bytes, largest_part_bytes, lower_memory, model_bytes, move,
@@ -172,6 +172,8 @@ class ModelManager:
     def _load(self, entry: _Entry, ref: ModelRef, loader, progress) -> None:
         try:
             path = self.store.path(ref, progress)
+            if progress is not None:
+                progress(PullProgress(str(ref), "loading model"))  # seconds to minutes: say so
             with _LOADING:
                 model = loader(path)
             size, largest = model_bytes(model), largest_part_bytes(model)

@@ -189,4 +189,4 @@ def lease_and_run(ctx, model: str, work: Callable[[PipeSet], Any]) -> Any:
     """Run `work(pipes)` on the model through the manager's out-of-memory ladder, holding the GPU lock."""
     manager = ctx.require_models()
     with ctx.gpu():
-        return manager.run(model, loader(manager.device), work, variant=VARIANT)
+        return manager.run(model, loader(manager.device), work, variant=VARIANT, progress=ctx.model_progress)

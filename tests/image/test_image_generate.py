@@ -49,7 +49,8 @@ def test_generate_named_schedulers_run_and_stay_reproducible(make_engine, schedu
 
 def test_generate_reports_progress_per_diffusion_step(image_engine, events):
     run(image_engine, gen_doc(steps=3), listener=events)
-    steps = [(e.done, e.total) for e in events if e.kind == "node.progress" and e.node == "gen"]
+    steps = [(e.done, e.total) for e in events if e.kind == "node.progress" and e.node == "gen"
+             and not (e.message or "").startswith("loading model")]
     assert steps == [(1, 3), (2, 3), (3, 3)]
 
 
@@ -88,3 +89,11 @@ def test_generate_with_an_inpainting_model_says_what_the_model_is_for(image_engi
 def test_generate_names_a_missing_model_and_how_to_get_it(image_engine):
     with pytest.raises(NodeError, match="no model folder 'no-such-model'"):
         run(image_engine, gen_doc(model="no-such-model"))
+
+
+def test_generate_reports_the_model_load_as_its_own_progress(make_engine, events):
+    run(make_engine(cache=False), gen_doc(), listener=events)  # a fresh engine: the model loads here
+    loads = [e for e in events if e.kind == "node.progress" and (e.message or "").startswith("loading model")]
+    assert len(loads) == 1 and loads[0].node == "gen"
+    first_step = next(i for i, e in enumerate(events) if e.kind == "node.progress" and e.message == "denoising")
+    assert events.index(loads[0]) < first_step  # the load is reported before the first step
