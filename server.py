@@ -54,7 +54,10 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
     for route in active_routes(engine):
         if route.path.startswith("/web/") and not WEB_DIR.is_dir():
             continue
-        app.router.add_route(route.method, route.path, route.handler, name=route.name)
+        if route.method == "GET":  # HEAD too, as aiohttp's add_get does (curl -I, link checkers)
+            app.router.add_get(route.path, route.handler, name=route.name)
+        else:
+            app.router.add_route(route.method, route.path, route.handler, name=route.name)
     for path, endpoint in sorted(catalogue.endpoints.items()):
         app.router.add_post(path, endpoint_handler(endpoint))
 

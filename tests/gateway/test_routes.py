@@ -51,3 +51,16 @@ def test_routes_an_endpoint_may_not_shadow_a_route(tmp_path, registry):
     for route in ROUTES:
         head = "/" + route.path.split("/")[1]
         assert route.path == "/" or head in reserved_prefixes()
+
+
+def test_routes_get_routes_answer_head(gateway, settings):
+    async def scenario():
+        async with gateway() as client:
+            settings.output_dir.mkdir(parents=True, exist_ok=True)
+            (settings.output_dir / "a.txt").write_text("x")
+            for path in ("/health", "/files/a.txt", "/nodes"):
+                assert (await client.head(path)).status == 200, path
+
+    import asyncio
+
+    asyncio.run(scenario())
