@@ -16,9 +16,10 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on
 
 def _dry_run(*args: str, venv: Path) -> str:
     """What `make -n` would run, for a virtual environment that does not exist yet."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "MAKEFLAGS")}
-    done = subprocess.run(["make", "-n", *args, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, check=True, env=env)
+    # run from `make test` (as CI does), the outer make's variables would leak in: drop them
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", *args, f"VENV={venv}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True, env=env)
     return done.stdout
 
 
