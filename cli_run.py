@@ -207,6 +207,8 @@ def run_remote(server: str, token: str, path: str, body: dict, out_dir, progress
     """Run on a gateway; media outputs are downloaded into ``out_dir``. Same shape as :func:`run_local`."""
     from pathlib import Path
 
+    from engine.paths import safe_join
+
     from engine import FlowError, InvalidWorkflow
     from gateway.client import Client
 
@@ -223,8 +225,11 @@ def run_remote(server: str, token: str, path: str, body: dict, out_dir, progress
     if job["state"] != "finished":
         fail(FlowError(job.get("error", {}).get("message", f"the job ended {job['state']}")), debug)
     outputs = dict(job.get("outputs", {}))
+    downloads = Path(out_dir or "outputs") / "downloads"
+
     def fetch(value):
-        target = Path(out_dir or "outputs") / "downloads" / value["path"]
+        # the gateway names the path: it stays under downloads/ whatever it says (no ../, no absolute)
+        target = safe_join(downloads, str(value["path"]))
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download(value["url"], target)
         return str(target)

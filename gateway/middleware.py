@@ -119,5 +119,7 @@ async def access_middleware(request: web.Request, handler):
         raise
     finally:
         job = _job_id(request, response)
-        access_log.info("%s %s %d %.1f ms%s", request.method, request.path, status,
+        # the path as sent, still percent-encoded (a decoded %0a would forge a log line), without the
+        # query (where ?token= may be)
+        access_log.info("%s %s %d %.1f ms%s", request.method[:16], request.rel_url.raw_path[:500], status,
                         (time.perf_counter() - started) * 1000, f" job={job}" if job else "")

@@ -5,7 +5,6 @@ import { banner, fill, h } from "./dom.js";
 import { renderInspector } from "./graph/inspector.js";
 import { Graph } from "./graph/model.js";
 import { GraphView } from "./graph/view.js";
-import { findOutputRoot } from "./files.js";
 import { resultView } from "./outputs.js";
 import { jobProgress, watchJob } from "./watch.js";
 
@@ -107,7 +106,6 @@ async function run() {
     },
     async onDone(record) {
       progress.ended(record);
-      await findOutputRoot(record); // saved paths without URLs (a list of paths) are shown as files
       running = null;
       $("graph-cancel").disabled = true;
       $("graph-run").disabled = false;

@@ -4,7 +4,6 @@ import { del, get, onEvent, post } from "./api.js";
 import { badge, banner, fill, h, progressBar, seconds, when } from "./dom.js";
 import { endpointOf } from "./endpoints.js";
 import { openInEditor } from "./graph.js";
-import { findOutputRoot } from "./files.js";
 import { resultView } from "./outputs.js";
 import { stepText, watchJob } from "./watch.js";
 
@@ -160,7 +159,6 @@ export async function showJob(id) {
   const pane = document.getElementById("job-detail");
   let job;
   try { job = await get(`/jobs/${id}`); } catch (err) { fill(pane, h("p", { class: "error" }, err.message)); return; }
-  await findOutputRoot(job);
   const actions = h("div", { class: "actions" });
   if (job.workflow) {
     const open = h("button", { type: "button" }, "Open workflow in the graph editor");

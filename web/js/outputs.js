@@ -2,7 +2,6 @@
 
 import { get, onEvent, setFileUrl } from "./api.js";
 import { badge, fill, h, seconds, when } from "./dom.js";
-import { learnedRoot, learnRoot } from "./files.js";
 
 const IMAGE = /\.(png|jpe?g|webp|gif|bmp)$/i;
 const AUDIO = /\.(wav|flac|ogg|mp3|m4a)$/i;
@@ -50,34 +49,20 @@ export function mediaView(url, name) {
   return h("div", { class: `media media-${kind}` }, media, link);
 }
 
-/** The output folder's path on the server, learnt from an output given both as a path and a URL. */
-function outputRoot(record) {
-  for (const [name, url] of Object.entries(record.files || {})) {
-    if (typeof url !== "string") continue; // a batch: a list of URLs
-    const path = (record.outputs || {})[name];
-    const rel = url.replace(/^\/files\//, "");
-    if (typeof path === "string" && path.endsWith(rel)) return learnRoot(path.slice(0, path.length - rel.length));
-  }
-  return learnedRoot(); // e.g. a list of saved paths only (files.js finds the folder)
-}
-
 /**
- * A job's outputs as [{name, urls, value}]: media and saved files get URLs (a batch, or a list of
- * saved paths, several); a file already shown by another output is not shown twice: a media
+ * A job's outputs as [{name, urls, value}]: media and saved files get the URLs the gateway gives in
+ * `files` (a batch, or a list of saved paths, several); a file already shown by another output is not shown twice: a media
  * output (`record.media`) shows its files, then the others add only what is new.
  */
 export function outputsOf(record) {
   const outputs = record.outputs && typeof record.outputs === "object" ? record.outputs : {};
   const files = record.files || {};
-  const root = outputRoot(record);
-  const toUrl = (p) => (root && typeof p === "string" && p.startsWith(root) ? `/files/${p.slice(root.length)}` : null);
   const items = Object.entries(outputs).map(([name, value]) => {
     let urls = [];
     const isFile = (v) => v && typeof v === "object" && typeof v.url === "string";
     if (files[name]) urls = Array.isArray(files[name]) ? files[name] : [files[name]];
     else if (isFile(value)) urls = [value.url];
     else if (Array.isArray(value) && value.length && value.every(isFile)) urls = value.map((v) => v.url);
-    else if (Array.isArray(value) && value.length && value.every((p) => toUrl(p))) urls = value.map(toUrl);
     return { name, value, urls };
   });
   const shown = new Set();
