@@ -35,6 +35,21 @@ def hub_online(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
+@pytest.fixture(autouse=True)
+def no_dns(monkeypatch):
+    """*.invalid fails to resolve here, as the resolver would say, without a query leaving the machine."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if str(host).endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
 @pytest.fixture
 def refusing_hub():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
