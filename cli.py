@@ -100,8 +100,6 @@ def _engine_free_params(workflow, raw: dict[str, str]) -> dict:
               help="allow a non-loopback --host without FLOW_API_TOKEN (anyone who reaches it may use it)")
 def serve(host, port, insecure_no_token):
     """Start the gateway: every endpoint, jobs, events, models and the web page."""
-    import logging
-
     settings = load_settings(host=host, port=port, insecure_no_token=insecure_no_token)
     from gateway.security import exposure_problem
 
@@ -111,7 +109,9 @@ def serve(host, port, insecure_no_token):
     level = settings.log_level.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise click.UsageError(f"FLOW_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gateway.logs import configure
+
+    configure(level)
     from server import serve as run_server
 
     run_server(settings, build_engine(settings))

@@ -89,13 +89,23 @@ def rss_bytes(pid: int) -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def load(url: str, body: dict, seconds: float, concurrency: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, body: dict, seconds: float, concurrency: int, pid: int | None = None) -> dict:
+    cpu = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run([sys.executable, "-c", LOADGEN, url, json.dumps(body), str(seconds), str(concurrency)],
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     lat = sorted(result["latencies"])
+    used = (cpu_seconds(pid) - cpu) if pid else 0.0
     return {"rps": len(lat) / result["seconds"], "p50": lat[len(lat) // 2] * 1000,
-            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, "errors": result["errors"], "n": len(lat)}
+            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, "errors": result["errors"], "n": len(lat),
+            "cpu_us": used / max(1, len(lat)) * 1e6}
 
 
 def main() -> None:
@@ -131,8 +141,8 @@ def main() -> None:
             warm = urllib.request.Request(f"http://127.0.0.1:{port}{endpoint}", data=json.dumps(body).encode(),
                                           headers={"Content-Type": "application/json"})
             urllib.request.urlopen(warm, timeout=600).read()  # the first call loads and fills the cache
-            flow = load(f"http://127.0.0.1:{port}{endpoint}", body, args.seconds, args.concurrency)
-            base = load(f"http://127.0.0.1:{bare_port}{endpoint}", body, args.seconds, args.concurrency)
+            flow = load(f"http://127.0.0.1:{port}{endpoint}", body, args.seconds, args.concurrency, server.pid)
+            base = load(f"http://127.0.0.1:{bare_port}{endpoint}", body, args.seconds, args.concurrency, bare.pid)
             busy = rss_bytes(server.pid)
         finally:
             server.terminate()
@@ -141,11 +151,11 @@ def main() -> None:
             bare.wait(10)
     print(f"gateway benchmark: POST {endpoint} (cached after one warm call), {args.concurrency} concurrent "
           f"clients for {args.seconds:g} s each, load generator in its own process\n")
-    print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}{'errors':>8}")
     for name, r in ((f"flow serve {endpoint}", flow), ("bare aiohttp handler", base)):
-        print(f"{name:<28}{r['rps']:>10.1f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['errors']:>8}")
+        print(f"{name:<28}{r['rps']:>10.1f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['cpu_us']:>12.0f}{r['errors']:>8}")
     print(f"{'ratio flow / bare':<28}{flow['rps'] / base['rps']:>10.3f}{flow['p50'] / base['p50']:>10.1f}"
-          f"{flow['p99'] / base['p99']:>10.1f}")
+          f"{flow['p99'] / base['p99']:>10.1f}{flow['cpu_us'] / base['cpu_us']:>12.1f}")
     print(f"\nflow serve: /health answered {up:.2f} s after start; idle RSS {idle / 2**20:.0f} MiB, "
           f"after the load {busy / 2**20:.0f} MiB")
 

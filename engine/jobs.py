@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
-import uuid
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
@@ -50,7 +50,8 @@ class JobQueue:
         self._recent: OrderedDict[str, JobRecord] = OrderedDict()
         self._live: dict[str, dict[str, Any]] = {}  # running jobs: current node, progress
         self._tokens: dict[str, CancelToken] = {}
-        self._done: dict[str, asyncio.Event] = {}
+        self._storing: dict[str, asyncio.Future] = {}  # records being committed (accept(wait_stored=False))
+        self._done: dict[str, list[asyncio.Future]] = {}  # callers waiting for a job to end
         self._subscribers: set[Subscription] = set()
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
@@ -92,11 +93,15 @@ class JobQueue:
     # -- submitting and reading ----------------------------------------------------------------
 
     async def accept(self, workflow: Workflow | dict, params: dict[str, Any] | None = None, *,
-                     name: str | None = None, outputs: list[str] | None = None) -> JobRecord:
+                     name: str | None = None, outputs: list[str] | None = None, wait_stored: bool = True) -> JobRecord:
         """:meth:`submit` for any size of graph: parsing, validating and storing run off the event loop.
 
         ``workflow`` may be a parsed :class:`Workflow` or a workflow document (then parsed here);
         ``name`` defaults to the workflow's. Raises InvalidWorkflow or QueueFull.
+
+        With ``wait_stored=False`` a small job is queued while its record is being committed: the
+        caller must ``await`` :meth:`stored` before it tells anyone the job exists (a caller that
+        waits for the job's end may skip that: the end is committed after the record).
         """
         params = params or {}
         self._check_room()
@@ -106,6 +111,9 @@ class JobQueue:
             large_ = _size(workflow) > LARGE_GRAPH
             workflow = await _off_loop(large_, self._validated, workflow, params, outputs)
             record = self._new_record(workflow, params, name, outputs)
+            if not (wait_stored or large_):
+                self._store_while_queued(record, workflow, owned)
+                return record
             # Shielded: once stored, the job is enqueued even if the request that sent it went away.
             return await asyncio.shield(asyncio.ensure_future(self._store_and_enqueue(record, workflow, owned,
                                                                                       large_)))
@@ -149,16 +157,41 @@ class JobQueue:
     @staticmethod
     def _new_record(workflow: Workflow, params: dict[str, Any], name: str | None,
                     outputs: list[str] | None) -> JobRecord:
-        return JobRecord(id=uuid.uuid4().hex, name=name or workflow.name, state=QUEUED, workflow=workflow.doc,
+        return JobRecord(id=os.urandom(16).hex(), name=name or workflow.name, state=QUEUED, workflow=workflow.doc,
                          params=params, outputs=outputs, created=time.time())
 
     async def _store_and_enqueue(self, record: JobRecord, workflow: Workflow, owned: bool,
                                  large_: bool) -> JobRecord:
-        await _off_loop(large_, self.store.add, record)  # durable before anyone is told the job exists
+        # durable before anyone is told the job exists; a small one's document hash is computed
+        # once per workflow object (an endpoint's: once per process)
+        if large_:
+            await asyncio.to_thread(self.store.add, record)
+        else:
+            record.digest = workflow.digest()
+            await self.store.add_async(record)
         if owned:
             self._owned.add(record.id)
         self._enqueue(record, workflow)
         return record
+
+    def _store_while_queued(self, record: JobRecord, workflow: Workflow, owned: bool) -> None:
+        record.digest = workflow.digest()
+        writing = asyncio.ensure_future(self.store.add_async(record))
+        self._storing[record.id] = writing
+        writing.add_done_callback(lambda done: done.exception() or self._storing.pop(record.id, None))
+        if owned:
+            self._owned.add(record.id)
+        self._enqueue(record, workflow)
+
+    async def stored(self, job_id: str) -> None:
+        """Returns once the job's record is committed; raises what failed to store it."""
+        writing = self._storing.get(job_id)
+        if writing is not None:
+            try:
+                await asyncio.shield(writing)
+            finally:
+                if writing.done():
+                    self._storing.pop(job_id, None)
 
     def _enqueue(self, record: JobRecord, workflow: Workflow) -> None:
         self._workflows[record.id] = workflow
@@ -171,9 +204,17 @@ class JobQueue:
         """The job with its live state (queue position, current node, progress)."""
         return self._live_state(job_id, self._known(job_id) or self.store.get(job_id))
 
-    async def fetch(self, job_id: str) -> JobRecord:
-        """:meth:`get`, reading an ended job from the store off the event loop (a large one takes a while)."""
-        return self._live_state(job_id, self._known(job_id) or await asyncio.to_thread(self._read, job_id))
+    async def fetch(self, job_id: str, *, workflow: bool = True) -> JobRecord:
+        """:meth:`get`, reading an ended job from the store off the event loop (a large one takes a while).
+
+        Without ``workflow``, a stored job is read without its workflow document (then None).
+        """
+        known = self._known(job_id)
+        if known is not None:
+            return self._live_state(job_id, known)
+        if not workflow:
+            return self._live_state(job_id, self.store.get(job_id, workflow=False))
+        return self._live_state(job_id, await asyncio.to_thread(self._read, job_id))
 
     def _known(self, job_id: str) -> JobRecord | None:
         return self._records.get(job_id) or self._recent.get(job_id)
@@ -207,15 +248,18 @@ class JobQueue:
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord:
         """The job once it ended, or as it stands when ``timeout`` seconds have passed."""
-        record = await self.fetch(job_id)
+        record = await self.fetch(job_id, workflow=False)
         if record.terminal:
             return record
-        done = self._done.setdefault(job_id, asyncio.Event())
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()  # a future and a timer: asyncio.wait_for costs a task per call
+        self._done.setdefault(job_id, []).append(ended)
+        timer = loop.call_later(timeout, _resolve, ended)
         try:
-            await asyncio.wait_for(done.wait(), timeout)
-        except asyncio.TimeoutError:
-            return await self.fetch(job_id)
-        return record if record.terminal else await self.fetch(job_id)
+            await ended
+        finally:
+            timer.cancel()
+        return record if record.terminal else await self.fetch(job_id, workflow=False)
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job now, or ask a running one to stop; raises JobEnded if it ended."""
@@ -293,7 +337,10 @@ class JobQueue:
 
         shutting_down, workflow = False, None
         try:
-            await _off_loop(large_, self.store.save, record)
+            if large_:
+                await asyncio.to_thread(self.store.save, record)
+            else:
+                self.store.save_later(record)  # nobody waits for "running": the end is written after it
             workflow = self._workflows.pop(job_id, None)
             if workflow is None:
                 workflow = await asyncio.to_thread(_parsed, record.workflow)
@@ -331,7 +378,8 @@ class JobQueue:
         record.ended = time.time()
         took = record.ended - (record.started or record.ended)
         self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
-        await _off_loop(large_, self.store.save, record)
+        # durable before the end is published (a caller waiting for it answers at once)
+        await (asyncio.to_thread(self.store.save, record) if large_ else self.store.save_async(record))
         self._end(record, held[0] if held else terminal_event(record))
         if job_id in self._owned:
             self._owned.discard(job_id)
@@ -390,9 +438,8 @@ class JobQueue:
             if len(self._recent) > _RECENT:
                 self._recent.popitem(last=False)
         self._publish(terminal)
-        done = self._done.pop(record.id, None)
-        if done is not None:
-            done.set()
+        for ended in self._done.pop(record.id, ()):
+            _resolve(ended)
 
 
 #: small ended jobs kept in memory for their callers (a few kB each)
@@ -402,6 +449,11 @@ _RECENT = 256
 async def _off_loop(large_: bool, fn: Callable, *args: Any) -> Any:
     """``fn(*args)`` in a thread for a large job, inline for a small one."""
     return await asyncio.to_thread(fn, *args) if large_ else fn(*args)
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _size(workflow: Workflow | dict) -> int:

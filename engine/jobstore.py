@@ -1,8 +1,22 @@
-"""Job records persisted in SQLite: an accepted job is written before it is acknowledged."""
+"""Job records persisted in SQLite: an accepted job is written before it is acknowledged.
+
+Every write goes through one writer thread that groups what is waiting into one transaction
+(group commit): the event loop never runs SQLite, and N jobs accepted at once cost one commit,
+not N. A caller that must not go on before its write is durable (acknowledging a job, ending
+it) awaits :meth:`JobStore.add_async` / :meth:`JobStore.save_async`; a write nobody waits for
+(a job starting) is :meth:`JobStore.save_later`. Writes are applied in the order they were
+made; a state update superseded by a later one of the same job in the same group is skipped.
+
+Workflow documents are stored once per distinct document, by hash: a saved endpoint called a
+million times stores its workflow once, and each job row holds the hash.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -39,11 +53,26 @@ CREATE TABLE IF NOT EXISTS workflows (
     id  TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS documents (
+    hash TEXT PRIMARY KEY,
+    doc  TEXT NOT NULL
+);
 """
-# The workflow document lives in a table of its own (jobs.workflow is '' for new jobs; older
-# databases kept it there): SQLite rewrites a whole row on every UPDATE, and a state change must
-# not rewrite a 10 MB graph. Listing jobs never reads it either.
+# The workflow document lives in a table of its own, once per distinct document (jobs.doc_hash
+# names it; jobs.workflow is '' for new jobs). Older databases kept it in jobs.workflow, or in
+# `workflows` by job id: both are still read. SQLite rewrites a whole row on every UPDATE, and a
+# state change must not rewrite a 10 MB graph; listing jobs never reads it either.
 _COLUMNS = "seq, id, name, state, params, outputs, created, started, ended, attempts, result, error"
+_JOINED = ", ".join("j." + column for column in _COLUMNS.split(", "))
+_SAVE_SQL = "UPDATE jobs SET state=?, started=?, ended=?, attempts=?, result=?, error=? WHERE id=?"
+_INSERT_SQL = ("INSERT INTO jobs (id, name, state, params, outputs, created, doc_hash, started, ended, attempts, "
+               "result, error, workflow) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')")
+#: how long writes made on the event loop gather before they are committed together: a job that
+#: ends within it is written once (its row with its end), and a burst of requests shares one commit
+GROUP_DELAY_S = 0.001
+#: writes grouped into one transaction at most (a burst larger than this takes several)
+_GROUP = 512
+_log = logging.getLogger("flow.jobs")
 
 
 
@@ -65,6 +94,8 @@ class JobRecord:
     result: dict | None = None
     error: dict | None = None
     extra: dict = field(default_factory=dict)  # live, not stored: position, current node, progress
+    #: the workflow document's hash, once known (an endpoint's workflow computes it once)
+    digest: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -89,17 +120,17 @@ class JobRecord:
         return body
 
 
-#: workflow documents up to this size stay in the job's row; larger ones go to the workflows table,
-#: so that every state update of a large job does not rewrite megabytes
-_INLINE_DOC = 64 << 10
+def document_digest(text: str) -> str:
+    """The hash a workflow document is stored under."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class JobStore:
     """The jobs table. WAL mode: a commit survives the process being killed at any point.
 
-    Safe to use from several threads: each thread has its own connection (WAL lets readers go on
-    while a thread writes a large job), so the event loop never waits for a write it did not make.
-    An in-memory database has one connection, shared under a lock.
+    Writes go through one writer thread and its connection, grouped into transactions (see the
+    module's doc). Reads run on the calling thread with its own connection (WAL lets them go on
+    while the writer commits). An in-memory database has one connection, shared under a lock.
     """
 
     def __init__(self, path: str | Path):
@@ -115,6 +146,11 @@ class JobStore:
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            if "doc_hash" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("ALTER TABLE jobs ADD COLUMN doc_hash TEXT")  # a database from before documents
+        self._known: set[str] = set()  # document hashes committed by this store
+        self._group: list[tuple] = []  # writes made on the event loop since the last flush
+        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -136,43 +172,123 @@ class JobStore:
         yield db
 
     def close(self) -> None:
-        """Close the database (every thread's connection)."""
+        """Write what is waiting, close the database (every thread's connection)."""
+        if self._group:
+            self._flush()
+        self._closed = True
         with self._lock:
             connections, self._connections = self._connections, []
         for db in connections:
             db.close()
 
+    # -- writing -------------------------------------------------------------------------------
+
     def add(self, job: JobRecord) -> JobRecord:
-        """Insert a new job; sets its ``seq``. A large workflow takes a while: call it off the event loop."""
-        doc = large.dumps(job.workflow)
+        """Insert a new job, committed on return; sets its ``seq``. Any thread (a large job's: not the loop)."""
+        self._transaction([self._insert(job)])
+        return job
+
+    def save(self, job: JobRecord) -> None:
+        """Write a job's state, times, attempts, result and error, committed on return."""
+        self._transaction([self._update(job)])
+
+    async def add_async(self, job: JobRecord) -> JobRecord:
+        """:meth:`add` on the event loop, in one transaction with every other write of this loop turn."""
+        await self._grouped(self._insert(job))
+        return job
+
+    async def save_async(self, job: JobRecord) -> None:
+        """:meth:`save` on the event loop, grouped the same way; returns once committed."""
+        await self._grouped(self._update(job))
+
+    def save_later(self, job: JobRecord) -> None:
+        """:meth:`save` grouped with the next flush, that nobody waits for (a failure is logged): a job starting."""
+        self._grouped(self._update(job))
+
+    def _grouped(self, op: tuple) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._group:
+            loop.call_later(GROUP_DELAY_S, self._flush)
+        self._group.append((*op, future))
+        return future
+
+    def _flush(self) -> None:
+        group, self._group = self._group, []
+        # Only a job's last state update in the group is written: into its insert, when the
+        # group has that too (a job that ended within the group is one row written once).
+        last = {op[1].id: i for i, op in enumerate(group) if op[0] == "update"}
+        wanted = []
+        for i, op in enumerate(group):
+            if op[0] == "insert":
+                update = last.pop(op[1].id, None)  # (state, started, ended, attempts, result, error, id)
+                if update is not None:
+                    state, *times_result = group[update][2][:6]
+                    op = (op[0], op[1], (*op[2][:2], state, *op[2][3:7], *times_result), *op[3:])
+                wanted.append(op)
+            elif last.get(op[1].id) == i:
+                wanted.append(op)
+        try:
+            self._transaction(wanted)
+            failed = {}
+        except Exception:
+            failed = {}
+            for op in wanted:  # each on its own: one bad write (a duplicate id) must not fail the others
+                try:
+                    self._transaction([op])
+                except Exception as exc:
+                    _log.error("job %s: could not write it to the job store: %s", op[1].id, exc)
+                    failed[op[1].id] = exc
+        for op in group:
+            future, exc = op[4], failed.get(op[1].id)
+            if future.done():
+                continue
+            if exc is None:
+                future.set_result(None)
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: a "running" write nobody awaits logs nothing more
+
+    def _insert(self, job: JobRecord) -> tuple:
+        doc = None
+        if job.digest is None or job.digest not in self._known:
+            doc = large.dumps(job.workflow)
+            job.digest = job.digest or document_digest(doc)
         row = (job.id, job.name, job.state, json.dumps(job.params),
-               None if job.outputs is None else json.dumps(job.outputs), job.created)
-        if len(doc) <= _INLINE_DOC:  # one statement, one commit: what every small endpoint call costs
-            with self._db() as db:
-                cur = db.execute("INSERT INTO jobs (id, name, state, params, outputs, created, workflow) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, doc))
-            job.seq = cur.lastrowid
-            return job
+               None if job.outputs is None else json.dumps(job.outputs), job.created, job.digest, *self._update(job)[2][1:6])
+        return ("insert", job, row, doc)
+
+    @staticmethod
+    def _update(job: JobRecord) -> tuple:
+        # The values as they are now: the record may change again before the writer gets to it.
+        values = (job.state, job.started, job.ended, job.attempts,
+                  None if job.result is None else large.dumps(job.result),
+                  None if job.error is None else json.dumps(job.error), job.id)
+        return ("update", job, values, None)
+
+    def _transaction(self, ops: list[tuple]) -> None:
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                cur = db.execute("INSERT INTO jobs (id, name, state, params, outputs, created, workflow) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, '')", row)
-                db.execute("INSERT INTO workflows (id, doc) VALUES (?, ?)", (job.id, doc))
+                for op in ops:
+                    self._write(db, op)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-        job.seq = cur.lastrowid
-        return job
 
-    def save(self, job: JobRecord) -> None:
-        """Write a job's state, times, attempts, result and error."""
-        values = (job.state, job.started, job.ended, job.attempts,
-                  None if job.result is None else large.dumps(job.result),
-                  None if job.error is None else json.dumps(job.error), job.id)
-        with self._db() as db:
-            db.execute("UPDATE jobs SET state=?, started=?, ended=?, attempts=?, result=?, error=? WHERE id=?", values)
+    def _write(self, db: sqlite3.Connection, op: tuple) -> None:
+        kind, job, values, doc = op[:4]
+        if kind == "update":
+            db.execute(_SAVE_SQL, values)
+            return
+        if doc is not None:
+            db.execute("INSERT OR IGNORE INTO documents (hash, doc) VALUES (?, ?)", (job.digest, doc))
+        job.seq = db.execute(_INSERT_SQL, values).lastrowid
+        if doc is not None:
+            self._known.add(job.digest)  # (a rolled-back one is inserted again: OR IGNORE)
+
+    # -- reading -------------------------------------------------------------------------------
 
     def get(self, job_id: str, *, workflow: bool = True) -> JobRecord | None:
         """The job with this id (and its workflow, unless ``workflow`` is false), or None."""
@@ -180,8 +296,9 @@ class JobStore:
             if not workflow:
                 row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
                 return None if row is None else _record(row)
-            row = db.execute(f"SELECT {_COLUMNS}, coalesce(w.doc, j.workflow) AS doc FROM jobs j "
-                             "LEFT JOIN workflows w USING (id) WHERE id=?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {_JOINED}, coalesce(d.doc, w.doc, j.workflow) AS doc FROM jobs j "
+                             "LEFT JOIN documents d ON d.hash = j.doc_hash "
+                             "LEFT JOIN workflows w ON w.id = j.id WHERE j.id=?", (job_id,)).fetchone()
         return None if row is None else _record(row, large.loads(row["doc"]))
 
     def page(self, *, state: str | None = None, limit: int = 50, before: int | None = None) -> list[JobRecord]:
@@ -219,3 +336,4 @@ def _record(row: sqlite3.Row, workflow: dict | None = None) -> JobRecord:
         attempts=row["attempts"], result=None if row["result"] is None else large.loads(row["result"]),
         error=None if row["error"] is None else json.loads(row["error"]),
     )
+

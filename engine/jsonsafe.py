@@ -39,11 +39,16 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant,
+                            object_pairs_hook=_object)  # one, not one per call (json.loads with hooks builds one)
+
+
 def loads(data: bytes | str) -> Any:
     """Strict JSON: no NaN/Infinity, bounded integers and nesting; ValueError says what is wrong."""
+    if isinstance(data, (bytes, bytearray)):  # what json.loads does with bytes
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
     try:
-        value = json.loads(data, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant,
-                           object_pairs_hook=_object)
+        value = _DECODER.decode(data)
     except RecursionError:
         raise ValueError(f"the JSON nests deeper than {MAX_DEPTH} levels") from None
     check_depth(value)

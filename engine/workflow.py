@@ -54,7 +54,7 @@ class Workflow:
     """A parsed, schema-valid workflow document. Build it with `load`, `loads` or `from_dict`."""
 
     __slots__ = ("doc", "name", "description", "endpoint", "nodes", "params", "outputs", "source", "_upgraded_for",
-                 "__weakref__")
+                 "_digest", "__weakref__")
 
     def __init__(self, doc: dict, source: str | None = None):
         problems = schema_problems(doc) or _unfit_text_problems(doc)
@@ -81,6 +81,7 @@ class Workflow:
             None if declared is None else {name: Link(l["from"], l["output"]) for name, l in declared.items()}
         )
         self._upgraded_for = None  # the registry the node versions were last brought up to
+        self._digest: tuple[Any, str] | None = None  # (the doc it was computed from, the hash)
 
     def upgrade(self, registry) -> None:
         """Bring nodes saved with an older version of their type up to ``registry``'s, in place; once.
@@ -100,6 +101,15 @@ class Workflow:
                 fresh = Workflow(doc, self.source)  # checks what the upgrades wrote against the schema
                 self.doc, self.nodes = fresh.doc, fresh.nodes
         self._upgraded_for = registry
+
+    def digest(self) -> str:
+        """The hash the job store keeps this document under; computed once per document object."""
+        if self._digest is None or self._digest[0] is not self.doc:
+            from .jobstore import document_digest
+            from .large import dumps
+
+            self._digest = (self.doc, document_digest(dumps(self.doc)))
+        return self._digest[1]
 
     @classmethod
     def from_dict(cls, doc: Any, source: str | None = None) -> "Workflow":

@@ -18,7 +18,8 @@ from .present import dumps, job_status
 
 
 def job_url(request: web.Request, job_id: str) -> str:
-    return str(request.app.router["job"].url_for(id=job_id))
+    """The job's URL (ids are hex: nothing to quote; the router's url_for costs more than the job)."""
+    return "/jobs/" + job_id
 
 
 def _inline(request: web.Request) -> bool:
@@ -31,9 +32,11 @@ async def answer(request: web.Request, record: JobRecord, *, async_default: bool
     accepted = {"id": record.id, "state": record.state, "url": job_url(request, record.id)}
     inline = _inline(request)
     if wants_async(request, async_default):
+        await jobs.stored(record.id)  # durable before anyone is told the job exists
         return web.json_response(accepted, status=202, headers={"Location": accepted["url"]})
     timeout = query_number(request, "timeout", settings.request_timeout, 0, 24 * 3600)
     record = await jobs.wait(record.id, timeout)
+    await jobs.stored(record.id)  # written before its end, which the waiting is for: at once
     if not record.terminal:
         return web.json_response({**accepted, "state": record.state}, status=202,
                                  headers={"Location": accepted["url"]})
@@ -48,7 +51,8 @@ def endpoint_handler(endpoint: Endpoint):
 
     async def handle(request: web.Request) -> web.Response:
         params = await json_body(request, required=False)
-        record = await request.app[JOBS].accept(endpoint.workflow, params, name=endpoint.name)
+        # `answer` waits until the record is committed before it answers, 202 or result
+        record = await request.app[JOBS].accept(endpoint.workflow, params, name=endpoint.name, wait_stored=False)
         return await answer(request, record)
 
     handle.__name__ = f"endpoint_{endpoint.name}"
@@ -82,8 +86,10 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    record = await request.app[JOBS].fetch(request.match_info["id"])
-    body = request.app[PRESENTER].job_json(record, inline=_inline(request), with_workflow=True)
+    # The workflow only when asked (?include=workflow): a poll of a 50k-node job is not 5 MB each time.
+    with_workflow = query_choice(request, "include", ("workflow",), None) == "workflow"
+    record = await request.app[JOBS].fetch(request.match_info["id"], workflow=with_workflow)
+    body = request.app[PRESENTER].job_json(record, inline=_inline(request), with_workflow=with_workflow)
     return web.json_response(body, dumps=dumps)
 
 
@@ -98,7 +104,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["id"]
     subscription = jobs.subscribe(job_id)  # before reading the state: no event falls between
     try:
-        record = await jobs.fetch(job_id)
+        record = await jobs.fetch(job_id, workflow=False)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)

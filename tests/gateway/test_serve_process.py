@@ -60,7 +60,7 @@ def test_serve_sigkill_loses_no_job(served):
     listed = server.call("GET", "/jobs?limit=500")[1]["jobs"]
     assert sorted(j["id"] for j in listed) == sorted(ids)  # each job once, none lost, none duplicated
     for job_id in ids:
-        job = server.call("GET", f"/jobs/{job_id}")[1]
+        job = server.call("GET", f"/jobs/{job_id}?include=workflow")[1]
         if job["state"] == "finished":
             assert job["outputs"]["text"] == job["workflow"]["name"].split("-")[1] + " done"
             assert job["attempts"] <= 2

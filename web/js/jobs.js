@@ -48,7 +48,7 @@ async function rerun(job) {
   let accepted;
   if (ep) accepted = await post(`${ep.path}?wait=false`, job.params || {});
   else {
-    const full = job.workflow ? job : await get(`/jobs/${job.id}`);
+    const full = job.workflow ? job : await get(`/jobs/${job.id}?include=workflow`);
     if (!full.workflow) throw new Error(`job ${job.id.slice(0, 8)} kept no workflow to run again`);
     accepted = await post("/jobs", { workflow: full.workflow, params: full.params || {} });
   }
@@ -64,7 +64,7 @@ async function rerun(job) {
 }
 
 async function editJob(job) {
-  const full = job.workflow ? job : await get(`/jobs/${job.id}`);
+  const full = job.workflow ? job : await get(`/jobs/${job.id}?include=workflow`);
   if (!full.workflow) throw new Error(`job ${job.id.slice(0, 8)} kept no workflow`);
   openInEditor(full.workflow, full.params || {});
 }
@@ -158,7 +158,7 @@ async function more() {
 export async function showJob(id) {
   const pane = document.getElementById("job-detail");
   let job;
-  try { job = await get(`/jobs/${id}`); } catch (err) { fill(pane, h("p", { class: "error" }, err.message)); return; }
+  try { job = await get(`/jobs/${id}?include=workflow`); } catch (err) { fill(pane, h("p", { class: "error" }, err.message)); return; }
   const actions = h("div", { class: "actions" });
   if (job.workflow) {
     const open = h("button", { type: "button" }, "Open workflow in the graph editor");
