@@ -65,9 +65,10 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
         await jobs.start()
         probe = None
         if engine.models is not None and settings.probe_device:
-            # Find the GPU and its budget in the background: /health answers at once, and
-            # reports the device as soon as torch is imported (seconds).
-            probe = asyncio.get_running_loop().run_in_executor(None, lambda: engine.models.device)
+            # Find the GPU and its budget in a child process: /health answers at once ("probing"
+            # until it knows), and torch (~200 MiB) loads here only with the first model.
+            engine.models.probing = True
+            probe = asyncio.get_running_loop().run_in_executor(None, engine.models.probe_elsewhere)
         yield
         if probe is not None:
             await asyncio.wait([probe], timeout=30)

@@ -1,12 +1,19 @@
-"""Gateway benchmark: a cached endpoint under load against a bare aiohttp handler, plus start-up.
+"""Gateway benchmark: cached endpoints under load against a bare aiohttp handler, start-up, large
+graphs and memory under a soak, in one run.
 
-Starts a real `flow serve` and a bare aiohttp app (one JSON handler) on 127.0.0.1, drives each
-with the same asyncio load generator (a separate process) for the same time and concurrency,
-and prints requests per second and p50/p99 latency with the ratios; then the idle resident
-memory of `flow serve` and its time from start to answering /health.
+1. Load: a real `flow serve` and a bare aiohttp app (one JSON handler) on 127.0.0.1, each driven
+   by the same asyncio load generator (a separate process) for the same time and concurrency:
+   requests per second, p50/p99 latency and server CPU per request, with the ratios, for cached
+   `POST /text/gen` (a tiny LLM built here) and `POST /hello`. Target: ratio >= 0.5.
+2. Start-up: seconds from starting `flow serve` to its first /health answer, and its idle
+   resident memory (target: under 1 s and 150 MiB).
+3. Large graph: seconds from `POST /jobs` with a 50k-node chain to its 202, against a 2-node one.
+4. Soak: 2,000 distinct jobs, each building ~1 MB of text through 20 cached nodes, on a server
+   whose output cache is bounded at --soak-cache MiB: its RSS every 250 jobs, against that bound
+   (target: RSS under the bound plus a fixed margin, flat once the cache is full).
 
-Run: `.venv/bin/python bench/gateway.py [--seconds 5] [--concurrency 8] [--endpoint /text/gen]`.
-The endpoint defaults to /text/gen when the gateway serves it, else /hello.
+Run: `.venv/bin/python bench/gateway.py [--seconds 5] [--concurrency 8] [--soak-jobs 2000]`
+(`--only load,startup,large,soak` picks sections).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -108,12 +116,111 @@ def load(url: str, body: dict, seconds: float, concurrency: int, pid: int | None
             "cpu_us": used / max(1, len(lat)) * 1e6}
 
 
+def post(url: str, body: dict, timeout: float = 600) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def chain(n: int, tag: str) -> dict:
+    """n text.join nodes in a chain (as tests/gateway/test_serve_process.py's)."""
+    nodes = {"n0": {"type": "text.join", "inputs": {"a": tag, "b": "0"}}}
+    for i in range(1, n):
+        nodes[f"n{i}"] = {"type": "text.join", "inputs": {"a": {"from": f"n{i - 1}", "output": "text"}, "b": "."}}
+    return {"name": f"chain-{tag}", "nodes": nodes, "outputs": {"text": {"from": f"n{n - 1}", "output": "text"}}}
+
+
+def doubling(tag: str, levels: int = 20) -> dict:
+    """A job whose nodes build 2**levels characters of text (each node doubles the last), answering a few."""
+    nodes = {"d0": {"type": "text.join", "inputs": {"a": tag, "b": "", "separator": ""}}}
+    for i in range(1, levels + 1):
+        last = {"from": f"d{i - 1}", "output": "text"}
+        nodes[f"d{i}"] = {"type": "text.join", "inputs": {"a": last, "b": last, "separator": ""}}
+    nodes["done"] = {"type": "text.template", "inputs": {"template": "{tag} done", "tag": tag,
+                                                         "whole": {"from": f"d{levels}", "output": "text"}}}
+    return {"name": "soak", "nodes": nodes, "outputs": {"text": {"from": "done", "output": "text"}}}
+
+
+class Server:
+    """A `flow serve` in a temporary folder, with extra settings."""
+
+    def __init__(self, tmp: str, **settings: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "FLOW_PORT": str(self.port), "FLOW_OUTPUT_DIR": f"{tmp}/out",
+               "FLOW_JOBS_DB": f"{tmp}/jobs-{self.port}.sqlite3", "FLOW_MODELS_DIR": f"{tmp}/models",
+               "HF_HUB_OFFLINE": "1", "FLOW_MAX_QUEUED": "10000", **settings}
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([FLOW, "serve"], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.up = wait_health(f"{self.url}/health", self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def large_graph(tmp: str, nodes: int) -> dict:
+    server = Server(tmp)
+    try:
+        timings = {}
+        for name, doc in (("2 nodes", chain(2, "small")), (f"{nodes // 1000}k nodes", chain(nodes, "large"))):
+            started = time.perf_counter()
+            status, _ = post(f"{server.url}/jobs", {"workflow": doc})
+            timings[name] = (time.perf_counter() - started, status)
+        return timings
+    finally:
+        server.stop()
+
+
+def soak(tmp: str, jobs: int, cache_mib: int, every: int = 250) -> list[tuple[int, float]]:
+    server = Server(tmp, FLOW_CACHE_BYTES=str(cache_mib << 20))
+    curve = [(0, rss_bytes(server.proc.pid) / 2**20)]
+    try:
+        for i in range(1, jobs + 1):
+            status, body = post(f"{server.url}/jobs?wait=true", {"workflow": doubling(f"job{i}")})
+            if status != 200:
+                raise RuntimeError(f"soak job {i}: {status} {body}")
+            if i % every == 0:
+                curve.append((i, rss_bytes(server.proc.pid) / 2**20))
+        return curve
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--endpoint", default=None)
+    parser.add_argument("--endpoint", default=None, help="one endpoint only (default: /text/gen and /hello)")
+    parser.add_argument("--nodes", type=int, default=50_000, help="the large graph's nodes")
+    parser.add_argument("--soak-jobs", type=int, default=2000)
+    parser.add_argument("--soak-cache", type=int, default=256, help="the soak server's output cache bound, MiB")
+    parser.add_argument("--only", default="load,startup,large,soak")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if "load" in only or "startup" in only:
+        for endpoint in ([args.endpoint] if args.endpoint else ["/text/gen", "/hello"]):
+            load_section(args, endpoint)
+    if "large" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            timings = large_graph(tmp, args.nodes)
+        print(f"\nlarge graph: POST /jobs until 202\n{'graph':<14}{'seconds':>10}{'status':>8}")
+        for name, (seconds, status) in timings.items():
+            print(f"{name:<14}{seconds:>10.3f}{status:>8}")
+    if "soak" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            curve = soak(tmp, args.soak_jobs, args.soak_cache)
+        print(f"\nsoak: {args.soak_jobs} distinct jobs of ~2 MiB cached text each, output cache bound "
+              f"{args.soak_cache} MiB\n{'jobs':>6}{'RSS MiB':>10}{'RSS - bound':>13}")
+        for done, rss in curve:
+            print(f"{done:>6}{rss:>10.0f}{rss - args.soak_cache:>13.0f}")
+
+
+def load_section(args, endpoint: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port, bare_port = free_port(), free_port()
         env = {**os.environ, "FLOW_PORT": str(port), "FLOW_OUTPUT_DIR": f"{tmp}/out",
@@ -134,9 +241,6 @@ def main() -> None:
             wait_health_bare(bare_port, bare)
             time.sleep(1.0)
             idle = rss_bytes(server.pid)
-            endpoints = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/endpoints"))
-            paths = {e["path"] for e in endpoints}
-            endpoint = args.endpoint or ("/text/gen" if "/text/gen" in paths else "/hello")
             body = {"prompt": "a haiku about rain", "seed": 1} if endpoint == "/text/gen" else {"name": "rain"}
             warm = urllib.request.Request(f"http://127.0.0.1:{port}{endpoint}", data=json.dumps(body).encode(),
                                           headers={"Content-Type": "application/json"})

@@ -108,15 +108,32 @@ def to_host(value: Any) -> Any:
 
 
 def size_of(value: Any) -> int:
-    """Approximate bytes held by ``value`` (tensors and arrays by ``nbytes``), without recursion."""
-    total, stack = 0, [value]
+    """Approximate bytes ``value`` keeps alive, without recursion.
+
+    Strings and bytes by their size; tensors by their whole storage and numpy arrays by their base
+    array (a small view of a large one keeps all of it); media values by ``nbytes``; containers
+    and plain objects (``__dict__``, ``__slots__``) by their parts. An object reached twice counts once.
+    """
+    total, stack, seen = 0, [value], set()
     while stack:
         item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        storage = getattr(item, "untyped_storage", None)  # a torch tensor: what its storage holds
+        if storage is not None and hasattr(item, "element_size"):
+            try:
+                total += int(storage().nbytes())
+            except (RuntimeError, TypeError):  # e.g. a tensor without storage (meta, sparse)
+                total += item.element_size() * item.numel()
+            continue
+        base = getattr(item, "base", None)  # a numpy view keeps its base array alive
+        if base is not None and hasattr(base, "nbytes") and hasattr(item, "strides"):
+            stack.append(base)
+            continue
         nbytes = getattr(item, "nbytes", None)
-        if isinstance(nbytes, int):
+        if isinstance(nbytes, int) and not isinstance(item, (dict, list, tuple)):
             total += nbytes
-        elif hasattr(item, "element_size") and hasattr(item, "numel"):
-            total += item.element_size() * item.numel()
         elif isinstance(item, dict):
             total += sys.getsizeof(item)
             stack.extend(item.keys())
@@ -124,6 +141,15 @@ def size_of(value: Any) -> int:
         elif isinstance(item, (list, tuple, set, frozenset)):
             total += sys.getsizeof(item)
             stack.extend(item)
+        elif isinstance(item, (str, bytes, bytearray, int, float, bool, type(None))):
+            total += sys.getsizeof(item)
         else:
             total += sys.getsizeof(item)
+            fields = getattr(item, "__dict__", None)
+            if isinstance(fields, dict):
+                stack.extend(fields.values())
+            for name in getattr(type(item), "__slots__", ()):
+                part = getattr(item, name, None)
+                if part is not None:
+                    stack.append(part)
     return total

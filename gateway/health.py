@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
 from aiohttp import web
 
 from engine import version
+from engine.models.device import torch_info
 
 from .keys import CATALOGUE, ENGINE, JOBS, METRICS, STARTED
 
@@ -33,12 +33,11 @@ async def health(request: web.Request) -> web.Response:
 
 def _model_health(models) -> dict:
     report = models.report().to_json()
-    torch = sys.modules.get("torch")  # only once a model (or the start-up probe) loaded it
+    if report["device"] is None and models.probing:
+        report["device"] = "probing"
+    torch = torch_info() or models.torch  # this process's once a model loaded it, else what the probe saw
     if torch is not None:
-        gpu = torch.cuda.is_available()
-        report["torch"] = {"version": torch.__version__, "hip": getattr(torch.version, "hip", None),
-                           "cuda": torch.version.cuda,
-                           "gpu": torch.cuda.get_device_name(0) if gpu else None}
+        report["torch"] = torch
     ollama = getattr(models, "ollama", None)
     if ollama is not None:
         try:

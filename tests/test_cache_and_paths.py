@@ -91,3 +91,25 @@ def test_output_files_never_overwrite_and_refuse_bad_prefixes(tmp_path):
             files.new_path(prefix, ".txt")
     with pytest.raises(UnsafePath):
         files.new_path("ok", ".txt/../x")
+
+
+def test_cache_counts_what_a_value_keeps_alive():
+    """Views count their base array, plain objects their fields, a value reached twice once."""
+    import numpy as np
+
+    class Holder:
+        def __init__(self):
+            self.blob = b"x" * 100_000
+
+    class Slotted:
+        __slots__ = ("text",)
+
+        def __init__(self):
+            self.text = "y" * 50_000
+
+    base = np.zeros((500, 1000), dtype=np.float32)  # 2 MB
+    assert size_of(base[:1]) >= base.nbytes  # one row of it keeps all of it alive
+    assert size_of(Holder()) >= 100_000 and size_of(Slotted()) >= 50_000
+    big = "z" * 1_000_000
+    assert 1_000_000 <= size_of([big, big]) < 1_100_000
+    assert size_of({"nested": [{"deep": big}]}) >= 1_000_000

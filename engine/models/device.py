@@ -54,6 +54,39 @@ def probe(wanted: str | None, budget: int, reserve: int) -> DeviceBudget:
     return found
 
 
+def probe_in_child(wanted: str | None, budget: int, reserve: int, timeout: float = 120.0) -> tuple[DeviceBudget, dict | None]:
+    """:func:`probe` in a child Python process, and what it saw of torch (version, HIP/CUDA, GPU name).
+
+    The gateway learns its device at start without importing torch itself (~200 MiB and a
+    second of start-up): torch loads in the gateway only when a model does. Raises
+    RuntimeError when the child fails or says nothing usable.
+    """
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "engine.models.device", json.dumps([wanted, budget, reserve])],
+                          capture_output=True, text=True, timeout=timeout)
+    try:
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        return DeviceBudget(found["device"], int(found["budget"]), found["source"]), found.get("torch")
+    except (ValueError, IndexError, KeyError, TypeError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the device probe exited {done.returncode}: {last[:300]}") from None
+
+
+def torch_info() -> dict | None:
+    """What the torch in this process is (None when it is not imported): version, HIP/CUDA, the GPU's name."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    gpu = torch.cuda.is_available()
+    return {"version": torch.__version__, "hip": getattr(torch.version, "hip", None), "cuda": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name(0) if gpu else None}
+
+
 def dtype_for(device: str) -> str:
     """The torch dtype name models load in on `device`: half precision on a GPU, float32 on the CPU.
 
@@ -94,3 +127,12 @@ def quiet_libraries(*names: str) -> None:
         logging = importlib.import_module(f"{name}.utils.logging")
         logging.set_verbosity_error()
         logging.disable_progress_bar()
+
+
+if __name__ == "__main__":  # the child of probe_in_child: python -m engine.models.device '[wanted, budget, reserve]'
+    import json
+    import sys
+
+    wanted, budget, reserve = json.loads(sys.argv[1])
+    found = probe(wanted, budget, reserve)
+    print(json.dumps({"device": found.device, "budget": found.budget, "source": found.source, "torch": torch_info()}))

@@ -18,6 +18,7 @@ import gc
 import itertools
 import logging
 import os
+import subprocess
 import threading
 import time
 from concurrent.futures import Future
@@ -28,7 +29,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import FlowError, OutOfMemory
 from . import oom
-from .device import DeviceBudget, empty_cache, half_of_ram, probe
+from .device import DeviceBudget, empty_cache, half_of_ram, probe, probe_in_child
 from .ollama import OllamaClient, PullProgress
 from .refs import ModelRef
 from .report import Counters, LoadedModel, MemoryReport
@@ -91,6 +92,9 @@ class ModelManager:
         self.cpu_budget = cpu_budget or half_of_ram()
         self._found: DeviceBudget | None = None
         self._probe_lock = threading.Lock()
+        #: True while a child process probes the device for the gateway (see probe_elsewhere)
+        self.probing = False
+        self.torch: dict | None = None  # what the probe saw of torch (version, HIP/CUDA, GPU)
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.RLock()
         self._placed = threading.Condition(self._lock)  # an entry left "placing"
@@ -358,7 +362,8 @@ class ModelManager:
         with self._lock:
             return MemoryReport(
                 found and found.device, found.budget if found else 0,
-                found.source if found else "not probed yet (no model leased)", self._device_used(), ollama_vram,
+                found.source if found else "probing the device" if self.probing else "not probed yet (no model leased)",
+                self._device_used(), ollama_vram,
                 self.cpu_budget, self._cpu_used(), tuple(self.loaded()), Counters(**vars(self.counters)),
             )
 
@@ -373,6 +378,29 @@ class ModelManager:
         return self._probe().budget
 
     # -- internals ---------------------------------------------------------------------------
+
+    def probe_elsewhere(self) -> None:
+        """Probe the device in a child process (blocking: call it in a thread); torch stays out of this one.
+
+        A model leased meanwhile probes here as before; a failed child is logged, and the device
+        is then probed on first model use.
+        """
+        if self._found is not None:
+            return
+        self.probing = True
+        try:
+            # the CPU, named: nothing to import, nothing to start
+            found, self.torch = (probe(*self._wanted), None) if self._wanted[0] == "cpu" else probe_in_child(*self._wanted)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            log.warning("could not probe the device at start (%s); it is probed when a model first loads", exc)
+            return
+        finally:
+            self.probing = False
+        with self._probe_lock:
+            if self._found is None:
+                self._found = found
+                log.info("model memory: device %s, budget %s (%s)", found.device, format_bytes(found.budget),
+                         found.source)
 
     def _probe(self) -> DeviceBudget:
         """The device and its budget, probed once; under a lock of its own, so reports never wait on it."""

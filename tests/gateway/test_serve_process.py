@@ -143,3 +143,20 @@ def test_serve_stops_promptly_with_a_websocket_and_an_event_stream_open(served):
             return time.perf_counter() - started
 
     assert asyncio.run(scenario()) < 10
+
+
+def test_serve_probes_the_device_in_a_child_and_stays_without_torch(served):
+    """/health answers at once ("probing" until the child process knows); torch never loads in the gateway."""
+    server = served(FLOW_PROBE_DEVICE="true")
+    first = server.call("GET", "/health")[1]["models"]
+    assert first["device"] in ("probing", "cpu"), first
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        models = server.call("GET", "/health")[1]["models"]
+        if models["device"] != "probing":
+            break
+        time.sleep(0.2)
+    assert models["device"] == "cpu" and "no GPU" in models["budget_source"], models
+    assert models["torch"]["version"].startswith("2.13"), models  # what the child saw
+    with open(f"/proc/{server.proc.pid}/maps") as maps:
+        assert "libtorch" not in maps.read()  # the gateway itself never imported it
