@@ -193,6 +193,26 @@ def doctor(as_json, profile, env_file):
         sys.exit(EXIT_FAILED)
 
 
+
+@main.command()
+@click.option("--no-models", is_flag=True, help="skip the image, text and music generations")
+@click.option("--only", "only", multiple=True, type=click.Choice(["image", "text", "music"]),
+              help="run only these generations (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
+def bench(no_models, only, as_json):
+    """Time flow on this machine: engine overhead, a cached request, one image/text/music generation.
+
+    Prints a table to paste into an issue: the device, torch with its ROCm or CUDA version, fp16 or
+    fp32, microseconds per node, requests per second, and per generation (with the model each
+    endpoint uses by default, when it is on this machine; never downloaded) seconds, seconds per
+    step and the peak VRAM. Outputs go to a temporary folder.
+    """
+    from deploy.bench import as_json as rows_json
+    from deploy.bench import render, run
+
+    rows = run(load_settings(), with_models=not no_models, only=set(only) or None)
+    click.echo(rows_json(rows) if as_json else render(rows))
+
 def _pull_bar():
     """A one-line progress display on stderr for PullProgress reports."""
     last = {"line": ""}
