@@ -33,10 +33,14 @@ class RunInfo:
         whose literal inputs are written over this run's (image i: seed + i, batch size 1). Only nodes
         of this run with the same type are touched, and an input this run links stays linked.
         """
-        import copy
-
-        doc = copy.deepcopy(self.workflow)
-        nodes, params = doc["nodes"], doc.get("params", {})
+        # Copied where it is written (the params, each written node), the rest shared with the run's
+        # workflow: the result is read-only (it is encoded into files). A deep copy cost more than
+        # the write of a small file.
+        doc = dict(self.workflow)
+        nodes = doc["nodes"] = dict(doc["nodes"])
+        params = {name: {**body, "bind": [dict(b) for b in body["bind"]]} for name, body in doc.get("params", {}).items()}
+        if "params" in doc:
+            doc["params"] = params
         writes = {(node, self.seed_inputs[node]): seed for node, seed in self.seeds.items()}
         for node, decl in (pick or {}).items():
             mine = nodes.get(node)
@@ -47,8 +51,10 @@ class RunInfo:
                     writes[(node, name)] = value
         for name in list(params):
             self._fill_param(params, name, writes)
+        for node in {node for node, _ in writes}:
+            nodes[node] = {**nodes[node], "inputs": dict(nodes[node].get("inputs") or {})}
         for (node, name), value in writes.items():
-            nodes[node].setdefault("inputs", {})[name] = value
+            nodes[node]["inputs"][name] = value
         if self.registry is None:
             return doc
         from .upgrade import stamp_versions

@@ -246,7 +246,7 @@ class Engine:
                           self._gpu_lock, job.info, self.config)
         if step.cls.is_async():
             return asyncio.ensure_future(step.run(ctx, **inputs))
-        if step.cls.blocking:
+        if step.cls.blocking and not step.cls.cheap(inputs, job.info):
             return self._pool.run(loop, lambda: step.run(ctx, **inputs), job=job.id, node=step.id,
                                   node_type=step.cls.type)
         try:

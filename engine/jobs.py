@@ -51,6 +51,7 @@ class JobQueue:
         self._live: dict[str, dict[str, Any]] = {}  # running jobs: current node, progress
         self._tokens: dict[str, CancelToken] = {}
         self._storing: dict[str, asyncio.Future] = {}  # records being committed (accept(wait_stored=False))
+        self._ending: set[asyncio.Future] = set()  # ended jobs whose end is being committed
         self._done: dict[str, list[asyncio.Future]] = {}  # callers waiting for a job to end
         self._subscribers: set[Subscription] = set()
         self._wake: asyncio.Event | None = None
@@ -89,6 +90,8 @@ class JobQueue:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._ending:  # ends being written: they finish, so that no ended job runs again
+            await asyncio.gather(*self._ending, return_exceptions=True)
 
     # -- submitting and reading ----------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class JobQueue:
 
     def _store_while_queued(self, record: JobRecord, workflow: Workflow, owned: bool) -> None:
         record.digest = workflow.digest()
-        writing = asyncio.ensure_future(self.store.add_async(record))
+        writing = self.store.add_async(record)
         self._storing[record.id] = writing
         writing.add_done_callback(lambda done: done.exception() or self._storing.pop(record.id, None))
         if owned:
@@ -378,9 +381,17 @@ class JobQueue:
         record.ended = time.time()
         took = record.ended - (record.started or record.ended)
         self._mean_s = took if self._mean_s is None else 0.8 * self._mean_s + 0.2 * took
-        # durable before the end is published (a caller waiting for it answers at once)
-        await (asyncio.to_thread(self.store.save, record) if large_ else self.store.save_async(record))
-        self._end(record, held[0] if held else terminal_event(record))
+        terminal = held[0] if held else terminal_event(record)
+        if not large_:
+            # Durable before the end is published, but the worker goes on to the next job
+            # meanwhile: the write joins the next group commit with the other jobs'.
+            ending = self.store.save_async(record)
+            self._ending.add(ending)
+            ending.add_done_callback(lambda done: self._end_stored(done, record, terminal))
+            self._owned.discard(job_id)
+            return
+        await asyncio.to_thread(self.store.save, record)
+        self._end(record, terminal)
         if job_id in self._owned:
             self._owned.discard(job_id)
             if workflow is not None and len(workflow.nodes) > LARGE_GRAPH:
@@ -388,6 +399,12 @@ class JobQueue:
                 garbage = [workflow]
                 workflow = None
                 await asyncio.to_thread(self._teardown, garbage)
+
+    def _end_stored(self, done: asyncio.Future, record: JobRecord, terminal: ev.Event) -> None:
+        self._ending.discard(done)
+        if done.cancelled() or done.exception() is not None:  # logged by the store; callers still hear the end
+            self.log.error("job %s: its end could not be stored", record.id)
+        self._end(record, terminal)
 
     def _teardown(self, garbage: list[Workflow]) -> None:
         """Free an ended job's large graph, which this queue alone holds, a piece at a time."""

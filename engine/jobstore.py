@@ -67,9 +67,10 @@ _JOINED = ", ".join("j." + column for column in _COLUMNS.split(", "))
 _SAVE_SQL = "UPDATE jobs SET state=?, started=?, ended=?, attempts=?, result=?, error=? WHERE id=?"
 _INSERT_SQL = ("INSERT INTO jobs (id, name, state, params, outputs, created, doc_hash, started, ended, attempts, "
                "result, error, workflow) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')")
-#: how long writes made on the event loop gather before they are committed together: a job that
-#: ends within it is written once (its row with its end), and a burst of requests shares one commit
-GROUP_DELAY_S = 0.001
+#: how long writes made on the event loop gather before they are committed together (0: until the
+#: loop's current turn is done); a job that ends within it is written once (its row with its end),
+#: and a burst of requests shares one commit
+GROUP_DELAY_S = 0.0
 #: writes grouped into one transaction at most (a burst larger than this takes several)
 _GROUP = 512
 _log = logging.getLogger("flow.jobs")
@@ -150,6 +151,7 @@ class JobStore:
                 db.execute("ALTER TABLE jobs ADD COLUMN doc_hash TEXT")  # a database from before documents
         self._known: set[str] = set()  # document hashes committed by this store
         self._group: list[tuple] = []  # writes made on the event loop since the last flush
+        self._group_thread = 0  # the event loop's thread (the only one that groups writes)
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
@@ -185,21 +187,28 @@ class JobStore:
 
     def add(self, job: JobRecord) -> JobRecord:
         """Insert a new job, committed on return; sets its ``seq``. Any thread (a large job's: not the loop)."""
+        self._flush_first()
         self._transaction([self._insert(job)])
         return job
 
     def save(self, job: JobRecord) -> None:
         """Write a job's state, times, attempts, result and error, committed on return."""
+        self._flush_first()
         self._transaction([self._update(job)])
 
-    async def add_async(self, job: JobRecord) -> JobRecord:
-        """:meth:`add` on the event loop, in one transaction with every other write of this loop turn."""
-        await self._grouped(self._insert(job))
-        return job
+    def _flush_first(self) -> None:
+        """On the event loop, grouped writes go first: a direct write must not be overtaken by an older one."""
+        if self._group and self._group_thread == threading.get_ident():
+            self._flush()
 
-    async def save_async(self, job: JobRecord) -> None:
-        """:meth:`save` on the event loop, grouped the same way; returns once committed."""
-        await self._grouped(self._update(job))
+    def add_async(self, job: JobRecord) -> asyncio.Future:
+        """:meth:`add` on the event loop, in one transaction with the other writes of this turn of the
+        loop; await the future it returns (it resolves once the job is committed)."""
+        return self._grouped(self._insert(job))
+
+    def save_async(self, job: JobRecord) -> asyncio.Future:
+        """:meth:`save` on the event loop, grouped the same way: a future that resolves once committed."""
+        return self._grouped(self._update(job))
 
     def save_later(self, job: JobRecord) -> None:
         """:meth:`save` grouped with the next flush, that nobody waits for (a failure is logged): a job starting."""
@@ -209,12 +218,20 @@ class JobStore:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self._group:
-            loop.call_later(GROUP_DELAY_S, self._flush)
+            self._group_thread = threading.get_ident()
+            if GROUP_DELAY_S:
+                loop.call_later(GROUP_DELAY_S, self._flush)
+            else:
+                # after this turn of the loop and the next: a job queued now usually runs in the next
+                # (a cached one ends there), so its row and its end are written as one
+                loop.call_soon(loop.call_soon, self._flush)
         self._group.append((*op, future))
         return future
 
     def _flush(self) -> None:
         group, self._group = self._group, []
+        if not group:  # flushed early by a direct write
+            return
         # Only a job's last state update in the group is written: into its insert, when the
         # group has that too (a job that ended within the group is one row written once).
         last = {op[1].id: i for i, op in enumerate(group) if op[0] == "update"}

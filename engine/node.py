@@ -194,6 +194,14 @@ class Node:
         raise NotImplementedError
 
     @classmethod
+    def cheap(cls, inputs: dict[str, Any], run: Any) -> bool:
+        """True when this blocking node's run with ``inputs`` is cheap enough to run inline (no thread hop).
+
+        E.g. a save node writing a few kB; ``run`` is the run's :class:`engine.context.RunInfo`.
+        """
+        return False
+
+    @classmethod
     def upgrade(cls, version: int, inputs: dict[str, Any]) -> dict[str, Any]:
         """The inputs of a node saved with an older ``version`` of this type, rewritten for the current one.
 

@@ -63,10 +63,12 @@ def relative_to(root: str | os.PathLike, path: str | os.PathLike) -> str | None:
     except (ValueError, OSError):
         return None
     relative = Path(os.path.relpath(real, real_root)).as_posix()
-    # the same rule as servable_file, on a path already resolved (no second walk of its parts)
-    if any(part.startswith(".") for part in relative.split("/")) or _NOT_SERVED.search(relative):
-        return None
-    return relative
+    return relative if servable_name(relative) else None
+
+
+def servable_name(relative: str) -> bool:
+    """The rule of :func:`servable_file` on a relative POSIX path: no hidden part, database or temporary file."""
+    return not (any(part.startswith(".") for part in relative.split("/")) or _NOT_SERVED.search(relative))
 
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}(/[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}){0,7}$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from .node import Input, Node, Output
 from .provenance import describe, encode, sidecar
@@ -22,6 +22,10 @@ class SaveNode(Node):
 
     volatile = True  # writing a file is the point: every run writes one
     outputs = {"path": Output(TEXT, "path of the file written")}
+    #: a save of at most this many characters (from a workflow of at most CHEAP_NODES nodes, whose
+    #: document the sidecar carries) runs inline: a thread hop costs more than writing it
+    CHEAP_CHARS: ClassVar[int] = 16 << 10
+    CHEAP_NODES: ClassVar[int] = 100
 
     @staticmethod
     def common_inputs(prefix: str, where: str | None) -> dict[str, Input]:

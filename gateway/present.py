@@ -12,7 +12,7 @@ from engine.errors import status_of
 from engine.executor import RunResult
 from engine.jobstore import JobRecord
 from engine.media import MediaValue
-from engine.paths import OutputFiles, UnsafePath, relative_to, servable_file
+from engine.paths import OutputFiles, UnsafePath, relative_to, servable_file, servable_name
 from engine.saving import saved_files
 from engine.workflow import Workflow
 
@@ -51,10 +51,21 @@ class Presenter:
     def __init__(self, output_dir: str | os.PathLike):
         self.root = output_dir
         self.files = OutputFiles(output_dir)
+        self._prefix = os.path.join(os.path.realpath(output_dir), "")  # the real root, with a final "/"
 
     def url(self, path: str | os.PathLike) -> str | None:
-        """``/files/<relative path>`` for a servable file under the output folder, else None."""
-        relative = relative_to(self.root, path)
+        """``/files/<relative path>`` for a servable file under the output folder, else None.
+
+        A path under the real root (what the engine's save nodes return) is checked as a string
+        plus one stat, not resolved twice: serving it resolves it again anyway (``servable_file``).
+        """
+        text = os.path.normpath(os.fspath(path))
+        if text.startswith(self._prefix):
+            relative = text[len(self._prefix):]
+            if servable_name(relative) and os.path.isfile(text):
+                return "/files/" + relative
+            return None
+        relative = relative_to(self.root, path)  # reached through a symlink or a relative root
         return None if relative is None else "/files/" + relative
 
     def result_json(self, workflow: Workflow, result: RunResult, job_id: str) -> dict:

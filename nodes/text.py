@@ -87,6 +87,13 @@ class Save(SaveNode):
         **SaveNode.common_inputs("text/flow", "in a <file>.json sidecar"),
     }
 
+    @classmethod
+    def cheap(cls, inputs, run) -> bool:
+        """A short text of a small workflow: written inline (the sidecar carries the workflow)."""
+        text = inputs.get("text")
+        return (isinstance(text, str) and len(text) <= cls.CHEAP_CHARS and run is not None
+                and len(run.workflow.get("nodes") or ()) <= cls.CHEAP_NODES)
+
     def run(self, ctx, text, extension, prefix, metadata):
         def write(path, description):
             path.write_text(text, encoding="utf-8")
