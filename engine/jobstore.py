@@ -97,14 +97,16 @@ class JobRecord:
     extra: dict = field(default_factory=dict)  # live, not stored: position, current node, progress
     #: the workflow document's hash, once known (an endpoint's workflow computes it once)
     digest: str | None = None
+    #: ``result`` as strict JSON text, once the store wrote it: a response splices it in, not encoding it twice
+    result_text: str | None = None
 
     @property
     def terminal(self) -> bool:
         """True once the job ended (finished, failed, cancelled or interrupted)."""
         return self.state in TERMINAL
 
-    def to_json(self, *, with_workflow: bool = False) -> dict:
-        """The job as the API shows it."""
+    def to_json(self, *, with_workflow: bool = False, with_result: bool = True) -> dict:
+        """The job as the API shows it (without the result's keys when ``with_result`` is false)."""
         body: dict[str, Any] = {
             "id": self.id, "name": self.name, "state": self.state, "created": self.created,
             "started": self.started, "ended": self.ended, "attempts": self.attempts, "params": self.params,
@@ -112,13 +114,29 @@ class JobRecord:
         if self.started is not None:
             body["duration"] = (self.ended or time.time()) - self.started
         body.update(self.extra)
-        if self.result is not None:
+        if self.result is not None and with_result:
             body.update(self.result)
         if self.error is not None:
             body["error"] = self.error
         if with_workflow:
             body["workflow"] = self.workflow
         return body
+
+
+def _result_text(job: JobRecord) -> str | None:
+    """The result's JSON text; kept on the record (``result_text``) when it is strict JSON, for responses."""
+    result = job.result
+    if result is None:
+        return None
+    if job.result_text is not None:
+        return job.result_text
+    if isinstance(result, dict) and len(result) <= 64 and not any(map(large.is_large, result.values())):
+        try:
+            job.result_text = json.dumps(result, allow_nan=False)
+            return job.result_text
+        except ValueError:  # NaN or infinity somewhere: stored as Python writes it, not spliced into answers
+            pass
+    return large.dumps(result)
 
 
 def document_digest(text: str) -> str:
@@ -278,8 +296,7 @@ class JobStore:
     @staticmethod
     def _update(job: JobRecord) -> tuple:
         # The values as they are now: the record may change again before the writer gets to it.
-        values = (job.state, job.started, job.ended, job.attempts,
-                  None if job.result is None else large.dumps(job.result),
+        values = (job.state, job.started, job.ended, job.attempts, _result_text(job),
                   None if job.error is None else json.dumps(job.error), job.id)
         return ("update", job, values, None)
 

@@ -104,8 +104,12 @@ def dumps(value: Any) -> str:
     return json.dumps(value)
 
 
-def _large(value: Any) -> bool:
+def is_large(value: Any) -> bool:
+    """A dict or list :func:`dumps` encodes a piece at a time."""
     return isinstance(value, (dict, list)) and len(value) > _PIECE
+
+
+_large = is_large
 
 
 def _dict_pieces(value: dict) -> Iterator[str]:

@@ -40,9 +40,9 @@ async def answer(request: web.Request, record: JobRecord, *, async_default: bool
     if not record.terminal:
         return web.json_response({**accepted, "state": record.state}, status=202,
                                  headers={"Location": accepted["url"]})
-    body = request.app[PRESENTER].job_json(record, inline=inline)
     if record.state == "finished":
-        return web.json_response(body, dumps=dumps)
+        return web.Response(text=request.app[PRESENTER].job_text(record, inline=inline), content_type="application/json")
+    body = request.app[PRESENTER].job_json(record, inline=inline)
     return web.json_response({**body, "error": record.error or {}}, status=job_status(record.error), dumps=dumps)
 
 
@@ -89,8 +89,8 @@ async def get_job(request: web.Request) -> web.Response:
     # The workflow only when asked (?include=workflow): a poll of a 50k-node job is not 5 MB each time.
     with_workflow = query_choice(request, "include", ("workflow",), None) == "workflow"
     record = await request.app[JOBS].fetch(request.match_info["id"], workflow=with_workflow)
-    body = request.app[PRESENTER].job_json(record, inline=_inline(request), with_workflow=with_workflow)
-    return web.json_response(body, dumps=dumps)
+    text = request.app[PRESENTER].job_text(record, inline=_inline(request), with_workflow=with_workflow)
+    return web.Response(text=text, content_type="application/json")
 
 
 async def delete_job(request: web.Request) -> web.Response:

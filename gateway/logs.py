@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 
 #: longest an info line waits in the buffer
 FLUSH_EVERY_S = 0.2
@@ -51,11 +52,28 @@ class BufferedStderr(logging.StreamHandler):
                 self.flush()
 
 
+class _Formatter(logging.Formatter):
+    """The standard format, with the time text made once per second rather than once per line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        return self.default_msec_format % (self._second[1], record.msecs)
+
+
 def configure(level: str) -> None:
     """Log ``level`` and above to stderr, batched; skip the per-record work nobody reads."""
-    logging.logThreads = False  # the logging HOWTO's "Optimization": fields the format does not show
+    # The logging HOWTO's "Optimization": fields the format does not show are not gathered (the
+    # caller's file and line is a walk up the stack for every record).
+    logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging._srcfile = None
     handler = BufferedStderr()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Formatter())
     logging.basicConfig(level=level, handlers=[handler])

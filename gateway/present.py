@@ -120,6 +120,16 @@ class Presenter:
                 outputs[name] = [self._inline(v) for v in value] if isinstance(value, list) else self._inline(value)
         return body
 
+    def job_text(self, record: JobRecord, *, inline: bool = False, with_workflow: bool = False) -> str:
+        """:meth:`job_json` as JSON text; the result the store encoded is spliced in, not encoded again."""
+        result = record.result_text
+        if inline or not result or result == "{}" or record.result is None:
+            return dumps(self.job_json(record, inline=inline, with_workflow=with_workflow))
+        head = record.to_json(with_workflow=with_workflow, with_result=False)
+        for key in record.result:
+            head.pop(key, None)  # the result's value wins (its "params": the values used), as in to_json
+        return dumps(head)[:-1] + ", " + result[1:] if head else result
+
     def _inline(self, value: dict) -> dict:
         if not isinstance(value, dict):
             return value
