@@ -108,15 +108,19 @@ class Engine:
 
     async def run(self, workflow: Workflow, params: dict[str, Any] | None = None, *,
                   outputs: Iterable[str] | None = None, job_id: str | None = None,
-                  listener: Listener | None = None, cancel: CancelToken | None = None) -> RunResult:
+                  listener: Listener | None = None, cancel: CancelToken | None = None,
+                  bound: dict[str, dict[str, Any]] | None = None) -> RunResult:
         """Run ``workflow`` with ``params``; returns the requested outputs (all by default).
+
+        ``bound`` is ``compile(workflow).bind(params)`` when the caller has it already (a job queue
+        validated the params on submission): it is not bound again.
 
         Raises InvalidWorkflow before anything runs, NodeError when a node raises, and
         Cancelled when ``cancel`` is cancelled. Exactly one terminal event ends each run.
         """
         job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
                    cancel or CancelToken(), self.log)
-        compiled, plan = await self._prepare(workflow, params or {}, outputs, job)
+        compiled, plan = await self._prepare(workflow, params or {}, outputs, job, bound)
         job.info = RunInfo(job.id, workflow.doc, dict(params or {}), compiled.effective_params(params or {}),
                            plan.seeds, {nid: compiled.steps[nid].seed_input for nid in plan.seeds}, self.registry)
         started = time.perf_counter()
@@ -146,13 +150,14 @@ class Engine:
         )
 
     async def _prepare(self, workflow: Workflow, params: dict[str, Any], outputs: Iterable[str] | None,
-                       job: "_Job") -> tuple[CompiledWorkflow, Plan]:
+                       job: "_Job", bound: dict[str, dict[str, Any]] | None = None) -> tuple[CompiledWorkflow, Plan]:
         """Compile, bind and plan; a large graph in a thread (a 100k-node one takes seconds), and a
         cancel stops waiting for it at once. A small one here: a few milliseconds, no thread hop."""
 
         def prepare() -> tuple[CompiledWorkflow, Plan]:
             compiled = self.compile(workflow)
-            return compiled, self.plan(compiled, compiled.bind(params), outputs, cancel=job.token)
+            filled = compiled.bind(params) if bound is None else bound
+            return compiled, self.plan(compiled, filled, outputs, cancel=job.token)
 
         def prepare_large() -> tuple[CompiledWorkflow, Plan]:
             with quiet_gc():

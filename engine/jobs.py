@@ -52,6 +52,7 @@ class JobQueue:
         self._tokens: dict[str, CancelToken] = {}
         self._storing: dict[str, asyncio.Future] = {}  # records being committed (accept(wait_stored=False))
         self._ending: set[asyncio.Future] = set()  # ended jobs whose end is being committed
+        self._bound: dict[str, dict] = {}  # queued jobs: the inputs their params fill, bound on submission
         self._done: dict[str, list[asyncio.Future]] = {}  # callers waiting for a job to end
         self._subscribers: set[Subscription] = set()
         self._wake: asyncio.Event | None = None
@@ -112,14 +113,19 @@ class JobQueue:
         try:
             owned = not isinstance(workflow, Workflow)  # parsed here: no one else holds it
             large_ = _size(workflow) > LARGE_GRAPH
-            workflow = await _off_loop(large_, self._validated, workflow, params, outputs)
+            workflow, bound = await _off_loop(large_, self._validated, workflow, params, outputs)
             record = self._new_record(workflow, params, name, outputs)
+            self._bound[record.id] = bound
             if not (wait_stored or large_):
                 self._store_while_queued(record, workflow, owned)
                 return record
             # Shielded: once stored, the job is enqueued even if the request that sent it went away.
-            return await asyncio.shield(asyncio.ensure_future(self._store_and_enqueue(record, workflow, owned,
-                                                                                      large_)))
+            try:
+                return await asyncio.shield(asyncio.ensure_future(self._store_and_enqueue(record, workflow, owned,
+                                                                                          large_)))
+            except Exception:
+                self._bound.pop(record.id, None)  # not stored: never runs
+                raise
         finally:
             self._adding -= 1
 
@@ -130,22 +136,25 @@ class JobQueue:
         Raises InvalidWorkflow or QueueFull. A large graph takes seconds: use :meth:`accept`.
         """
         params = params or {}
-        self._validated(workflow, params, outputs)
+        workflow, bound = self._validated(workflow, params, outputs)
         self._check_room()
         record = self._new_record(workflow, params, name, outputs)
+        self._bound[record.id] = bound
         self.store.add(record)  # durable before anyone is told the job exists
         self._enqueue(record, workflow)
         return record
 
-    def _validated(self, workflow: Workflow | dict, params: dict[str, Any], outputs: list[str] | None) -> Workflow:
-        """The parsed workflow, once it compiled and ``params`` and ``outputs`` fit it; raises InvalidWorkflow."""
+    def _validated(self, workflow: Workflow | dict, params: dict[str, Any],
+                   outputs: list[str] | None) -> tuple[Workflow, dict]:
+        """The parsed workflow and the inputs ``params`` fill (the run uses them: no second bind), once it
+        compiled and ``params`` and ``outputs`` fit it; raises InvalidWorkflow."""
         with quiet_gc(_size(workflow)):
             if not isinstance(workflow, Workflow):
                 workflow = Workflow.from_dict(workflow)
             compiled = self.engine.compile(workflow)
-            compiled.bind(params)
+            bound = compiled.bind(params)
             compiled.wanted(outputs)
-        return workflow
+        return workflow, bound
 
     def _check_room(self) -> None:
         waiting = len(self._queue) + self._adding
@@ -273,6 +282,7 @@ class JobQueue:
         if record.state == QUEUED:
             self._queue.remove(job_id)
             self._workflows.pop(job_id, None)
+            self._bound.pop(job_id, None)
             self._owned.discard(job_id)
             record.state, record.ended = CANCELLED, time.time()
             record.error = {"type": "cancelled", "message": "cancelled before it started"}
@@ -319,6 +329,7 @@ class JobQueue:
         # while); a small job's run inline: a thread hop costs more than they do.
         record = self._records.get(job_id) or await asyncio.to_thread(self._read, job_id)
         if record is None or record.state != QUEUED:
+            self._bound.pop(job_id, None)
             return
         large_ = _size(self._workflows.get(job_id) or record.workflow or {}) > LARGE_GRAPH
         self._records[job_id] = record
@@ -349,7 +360,7 @@ class JobQueue:
                 workflow = await asyncio.to_thread(_parsed, record.workflow)
                 self._owned.add(job_id)
             result = await self.engine.run(workflow, record.params, outputs=record.outputs, job_id=job_id,
-                                           listener=listener, cancel=token)
+                                           listener=listener, cancel=token, bound=self._bound.pop(job_id, None))
             used = self.engine.compile(workflow).effective_params(record.params)
             presented = await _off_loop(large_, self.present, workflow, result, job_id)
             record.state, record.result = FINISHED, {**presented, "params": used}

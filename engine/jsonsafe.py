@@ -39,8 +39,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+# One of each, not one per call (json.loads with hooks builds one): a small text is parsed in one
+# call into C (no other thread waits long), a large one with a call into Python per object.
 _DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant,
-                            object_pairs_hook=_object)  # one, not one per call (json.loads with hooks builds one)
+                            object_pairs_hook=_object)
+_SMALL_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
+#: texts up to this many characters are "small"
+_SMALL = 64 << 10
 
 
 def loads(data: bytes | str) -> Any:
@@ -48,7 +53,7 @@ def loads(data: bytes | str) -> Any:
     if isinstance(data, (bytes, bytearray)):  # what json.loads does with bytes
         data = data.decode(json.detect_encoding(data), "surrogatepass")
     try:
-        value = _DECODER.decode(data)
+        value = (_SMALL_DECODER if len(data) <= _SMALL else _DECODER).decode(data)
     except RecursionError:
         raise ValueError(f"the JSON nests deeper than {MAX_DEPTH} levels") from None
     check_depth(value)
