@@ -40,7 +40,7 @@ class FlowCLI(click.Group):
         return tree
 
     def list_commands(self, ctx):
-        builtin = super().list_commands(ctx)
+        builtin = sorted({*super().list_commands(ctx), "products"})
         return builtin + sorted(n for n in self._endpoints() if n not in builtin)
 
     def resolve_command(self, ctx, args):
@@ -68,6 +68,8 @@ class FlowCLI(click.Group):
         command = super().get_command(ctx, name)
         if command is not None:
             return command
+        if name == "products":
+            return products
         branch = self._endpoints().get(name)
         if branch is None:
             return None
@@ -198,3 +200,172 @@ def _option_hint(command_path: str, positional: str | None):
         return f'{command_path} "VALUE" or {option}' if name == positional else option
 
     return hint
+
+
+# -- `flow products`: the product records, here (the job database) or on a gateway (--server) -------
+
+def _products_store(settings):
+    from engine.products import ProductStore
+
+    return ProductStore(settings.jobs_db, settings.output_dir)
+
+
+def _products_call(server, token, method: str, path: str, body=None):
+    from gateway.client import Client
+
+    return Client(server, token, timeout=3600).call(method, path, body)[1]
+
+
+def _products_show(product: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(product, ensure_ascii=False))
+        return
+    click.echo(f"{product['id']}  {product['name']}")
+    for image in product.get("images") or []:
+        click.echo(f"  image: {image.get('path') or image.get('url')}")
+    for url in product.get("source_urls") or []:
+        click.echo(f"  page: {url}")
+    described = product.get("description")
+    if described:
+        click.echo(json.dumps(described, ensure_ascii=False, indent=2))
+
+
+def _products_run(debug: bool, work):
+    """Run ``work()``; a flow error is printed (exit 1, or 2 for a bad request) instead of a traceback."""
+    from cli_run import fail
+    from engine.errors import FlowError
+
+    try:
+        return work()
+    except FlowError as exc:
+        if getattr(exc, "status", 500) in (400, 404, 413, 415, 422) and not debug:
+            raise click.ClickException(str(exc)) from exc
+        fail(exc, debug)
+
+
+def _product_options(command):
+    for option in reversed([
+        click.option("--server", metavar="URL", envvar="FLOW_SERVER", help="use this gateway's products instead of "
+                                                                         "this machine's job database"),
+        click.option("--token", envvar="FLOW_API_TOKEN", default="", help="the gateway's API token"),
+        click.option("--json", "as_json", is_flag=True, help="print JSON on stdout"),
+        click.option("--debug", is_flag=True, help="show tracebacks"),
+    ]):
+        command = option(command)
+    return command
+
+
+@click.group("products")
+def products():
+    """Products (name, images, pages, the generated description) kept in the job database."""
+
+
+@products.command("list")
+@_product_options
+def products_list(server, token, as_json, debug):
+    """List products, newest first."""
+    def work():
+        if server:
+            return _products_call(server, token, "GET", "/products?limit=500")["products"]
+        return [p.to_json() for p in _products_store(load_settings()).list(500)[0]]
+    found = _products_run(debug, work)
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+        return
+    for product in found:
+        state = (product.get("describe") or {}).get("state", "not described")
+        click.echo(f"{product['id']}  {product['name']}  ({state})")
+
+
+@products.command("show")
+@click.argument("product_id")
+@_product_options
+def products_show(product_id, server, token, as_json, debug):
+    """Show one product and its description."""
+    def work():
+        if server:
+            return _products_call(server, token, "GET", f"/products/{product_id}")
+        return _products_store(load_settings()).get(product_id).to_json()
+    _products_show(_products_run(debug, work), as_json)
+
+
+@products.command("create")
+@click.argument("name")
+@click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a PNG, JPEG or WebP file (repeatable)")
+@click.option("--image-url", "image_urls", multiple=True, help="an http(s) URL of a picture (repeatable)")
+@click.option("--url", "source_urls", multiple=True, help="the product's web page (repeatable)")
+@click.option("--notes", default="", help="notes for the description")
+@click.option("--facts", default=None, help="known facts, a JSON object")
+@_product_options
+def products_create(name, images, image_urls, source_urls, notes, facts, server, token, as_json, debug):
+    """Create a product."""
+    import base64
+    from pathlib import Path
+
+    fields = {"name": name, "notes": notes, "source_urls": list(source_urls),
+              "images": [{"url": u} for u in image_urls]}
+    if facts is not None:
+        try:
+            fields["facts"] = json.loads(facts)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON ({exc})", param_hint="--facts") from exc
+    uploads = [Path(p).read_bytes() for p in images]
+
+    def work():
+        if server:
+            body = {**fields, "images": [*fields["images"],
+                                         *({"data": base64.b64encode(b).decode()} for b in uploads)]}
+            return _products_call(server, token, "POST", "/products", body)
+        return _products_store(load_settings()).create(fields, uploads).to_json()
+    _products_show(_products_run(debug, work), as_json)
+
+
+@products.command("describe")
+@click.argument("product_id")
+@click.option("--tone", default=None, help="tone of voice, e.g. friendly, technical")
+@click.option("--language", default=None, help="language, e.g. en, fr")
+@click.option("--model", default=None, help="the LLM that writes the description")
+@click.option("--vision-model", default=None, help="the vision model that describes the picture")
+@click.option("--seed", type=int, default=None, help="random seed")
+@_product_options
+def products_describe(product_id, tone, language, model, vision_model, seed, server, token, as_json, debug):
+    """Run the product_describe workflow on a product and save the description into it."""
+    import time
+
+    from cli_run import run_local
+
+    options = {k: v for k, v in {"tone": tone, "language": language, "model": model, "vision_model": vision_model,
+                                 "seed": seed}.items() if v is not None}
+    if server:
+        answer = _products_run(debug, lambda: _products_call(server, token, "POST",
+                                                             f"/products/{product_id}/describe?timeout=3600", options))
+        _products_show(answer["product"], as_json)
+        return
+    from engine import Workflow
+    from engine.products import describe_params, describe_result
+
+    settings = load_settings()
+    store = _products_store(settings)
+    product = _products_run(debug, lambda: store.get(product_id))
+    params = _products_run(debug, lambda: describe_params(product, options))
+    workflow = Workflow.load(settings.workflows_dir / "product_describe.json")
+    progress = Progress(enabled=not as_json and sys.stderr.isatty())
+    run = {"job": None, "state": "running", "tone": params.get("tone", "neutral"),
+           "language": params.get("language", "en"), "started": time.time()}
+    result = run_local(settings, lambda: workflow, None, params, None, progress, debug)
+    run["job"] = result["job_id"]
+    saved = store.update(product.id, describe_result(run, "finished", result["outputs"], None), internal=True)
+    _products_show(saved.to_json(), as_json)
+
+
+@products.command("delete")
+@click.argument("product_id")
+@_product_options
+def products_delete(product_id, server, token, as_json, debug):
+    """Delete a product and its uploaded images."""
+    def work():
+        if server:
+            return _products_call(server, token, "DELETE", f"/products/{product_id}")["deleted"]
+        return _products_store(load_settings()).delete(product_id).id
+    click.echo(_products_run(debug, work))

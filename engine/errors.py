@@ -225,6 +225,36 @@ class UnsafePath(FlowError):
     status = 404
 
 
+# -- outbound fetches (engine/fetch.py, the one SSRF guard) ---------------------------------------
+
+class BadURL(FlowError):
+    """A URL flow was asked to fetch is malformed, not http(s), or carries credentials."""
+
+    kind = "bad_url"
+    status = 400
+
+
+class FetchRefused(FlowError):
+    """A URL resolves to an address flow does not fetch (loopback, private, metadata...): names the fix."""
+
+    kind = "fetch_refused"
+    status = 403
+
+
+class FetchLimit(FlowError):
+    """A fetched resource breaks a limit: too large, or not of a content type the caller takes."""
+
+    kind = "fetch_limit"
+    status = 422
+
+
+class FetchFailed(FlowError):
+    """A fetch did not succeed: no such host, no answer, too slow, an HTTP error, too many redirects."""
+
+    kind = "fetch_failed"
+    status = 502
+
+
 # -- the job queue --------------------------------------------------------------------------------
 
 class QueueFull(FlowError):
@@ -246,6 +276,16 @@ class JobNotFound(FlowError):
 
     def __init__(self, job_id: str):
         super().__init__(f"no job {job_id[:100]!r}; `GET /jobs` lists them")
+
+
+class ProductNotFound(FlowError):
+    """No product has this id (engine/products.py)."""
+
+    kind = "not_found"
+    status = 404
+
+    def __init__(self, product_id: str):
+        super().__init__(f"no product {str(product_id)[:100]!r}; `GET /products` lists them")
 
 
 class JobEnded(FlowError):

@@ -53,6 +53,9 @@ class Settings:
     #: where text requests may go: "strict" never leaves this machine (local models only);
     #: "flexible" allows a remote OpenAI-compatible model when a request names one
     privacy: str = "strict"
+    #: let outbound fetches (web.extract, image.load from a URL) reach loopback, private and link-local
+    #: addresses (intranets, tests); cloud metadata addresses stay refused
+    fetch_allow_private: bool = False
     #: keep_alive sent with each Ollama request (e.g. 5m, 0, -1); "" = the server's default
     ollama_keep_alive: str = ""
     #: an OpenAI-compatible server for `openai:MODEL` refs (cloud, vLLM, LM Studio, llama.cpp), e.g.

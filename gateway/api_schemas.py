@@ -100,20 +100,41 @@ _JOB_REQUEST = {
         "outputs": {"type": ["array", "null"], "items": {"type": "string"}},
     },
 }
+_IMAGE_PART = {"type": "object", "required": ["type", "image_url"], "additionalProperties": False, "properties": {
+    "type": {"const": "image_url"},
+    "image_url": {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {
+        "url": {"type": "string", "description": "a data URL (data:image/png;base64,...), or an http(s) URL "
+                                                 "fetched through flow's SSRF guard"},
+        "detail": {"enum": ["auto", "low", "high"]}}}}}
+_TEXT_PART = {"type": "object", "required": ["type", "text"], "additionalProperties": False,
+              "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
 _CHAT_REQUEST = {
-    "type": "object", "required": ["messages"],
+    "type": "object", "required": ["messages"], "additionalProperties": False,
+    "description": "any other field answers 400 naming it (nothing a client sends is ignored)",
     "properties": {
-        "model": {"type": ["string", "null"], "description": "any flow model reference; empty: the default"},
+        "model": {"type": ["string", "null"], "description": "a model id from GET /v1/models; empty: the default "
+                                                             "for the task"},
         "messages": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["role", "content"], "properties": {
-                "role": {"enum": ["system", "user", "assistant"]},
+            "type": "object", "required": ["role", "content"], "additionalProperties": False, "properties": {
+                "role": {"enum": ["system", "developer", "user", "assistant"]},
                 "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {
-                    "type": "object", "properties": {"type": {"type": "string"}, "text": {"type": "string"}}}}]}}}},
-        "stream": {"type": "boolean", "description": "true: Server-Sent Events of chat.completion.chunk"},
+                    "anyOf": [_TEXT_PART, _IMAGE_PART]}}]}}}},
+        "stream": {"type": ["boolean", "null"], "description": "true: Server-Sent Events of chat.completion.chunk"},
+        "stream_options": {"type": ["object", "null"], "additionalProperties": False,
+                           "properties": {"include_usage": {"type": "boolean"}}},
         **{name: {"type": ["integer", "null"], "minimum": 1} for name in ("max_tokens", "max_completion_tokens")},
         "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
         "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "seed": {"type": ["integer", "null"]},
+        "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 8},
+        "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 8},
+                           {"type": "null"}]},
+        "response_format": {"type": ["object", "null"], "description": "{type: text | json_object | json_schema, "
+                                                                       "json_schema: {name, schema, strict}}"},
+        "task": {"enum": ["chat", "vision", "ocr", None], "description": "extension: the default model of this task "
+                                                                        "when model is empty"},
+        "privacy_mode": {"enum": ["strict", "flexible", None], "description": "extension: this request's privacy "
+                                                                              "(the stricter of it and the server's)"},
     },
 }
 _USAGE = {"type": "object", "required": ["prompt_tokens", "total_tokens"], "properties": {
@@ -132,10 +153,11 @@ _CHAT_COMPLETION = {
     },
 }
 _EMBED_REQUEST = {
-    "type": "object", "required": ["input"],
+    "type": "object", "required": ["input"], "additionalProperties": False,
     "properties": {"input": {"anyOf": [{"type": "string"},
                                        {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
-                   "model": {"type": ["string", "null"]}},
+                   "model": {"type": ["string", "null"]}, "encoding_format": {"enum": ["float", "base64"]},
+                   "task": {"const": "embedding"}, "privacy_mode": {"enum": ["strict", "flexible"]}},
 }
 _EMBEDDINGS = {
     "type": "object", "required": ["object", "model", "data", "usage"],
@@ -144,7 +166,8 @@ _EMBEDDINGS = {
         "data": {"type": "array", "items": {"type": "object", "required": ["object", "embedding", "index"],
                                             "properties": {
             "object": {"const": "embedding"}, "index": {"type": "integer"},
-            "embedding": {"type": "array", "items": {"type": "number"}}}}},
+            "embedding": {"anyOf": [{"type": "array", "items": {"type": "number"}},
+                                    {"type": "string", "description": "base64 float32 (encoding_format base64)"}]}}}},
         "usage": {"$ref": REF + "OpenAIUsage"},
     },
 }
@@ -154,6 +177,54 @@ _OPENAI_MODELS = {"type": "object", "required": ["object", "data"], "properties"
                                         "properties": {"id": {"type": "string"}, "object": {"const": "model"},
                                                        "created": {"type": "integer"},
                                                        "owned_by": {"type": "string"}}}}}}
+_OPENAI_MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by", "kind"], "properties": {
+    "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+    "owned_by": {"type": "string"},
+    "kind": {"enum": ["chat", "vision", "embedding", "image", "video", "audio", "unknown"]}}}
+_IMAGE_FIELDS = {
+    "prompt": {"type": "string", "minLength": 1}, "n": {"type": "integer", "minimum": 1, "maximum": 8},
+    "size": {"type": "string", "description": "WIDTHxHEIGHT or auto"},
+    "response_format": {"enum": ["b64_json", "url"]}, "output_format": {"enum": ["png", "webp", "jpeg"]},
+    "model": {"type": "string"}, "seed": {"type": "integer", "minimum": 0}}
+_IMAGE_REQUEST = {"type": "object", "required": ["prompt"], "additionalProperties": False,
+                  "properties": _IMAGE_FIELDS}
+_IMAGE_EDIT = {"type": "object", "required": ["prompt", "image"], "additionalProperties": False,
+               "properties": {**_IMAGE_FIELDS, "image": {"type": "string", "format": "binary"},
+                              "mask": {"type": "string", "format": "binary"}}}
+_IMAGES = {"type": "object", "required": ["created", "data"], "properties": {
+    "created": {"type": "integer"}, "data": {"type": "array", "items": {"type": "object", "properties": {
+        "b64_json": {"type": "string"}, "url": {"type": "string"}}}}}}
+_OLLAMA_ERROR = {"type": "object", "required": ["error"], "description": "Ollama's error body (the /api routes)",
+                 "properties": {"error": {"type": "string"}}}
+_OLLAMA_MODELS = {"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {
+    "type": "object", "required": ["name", "model"], "properties": {"name": {"type": "string"},
+                                                                    "model": {"type": "string"}}}}}}
+_OLLAMA_OPTIONS = {"type": "object", "additionalProperties": False, "properties": {
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "top_p": {"type": "number"},
+    "seed": {"type": "integer", "minimum": 0}, "num_predict": {"type": "integer"},
+    "stop": {"type": "array", "items": {"type": "string"}}}}
+_OLLAMA_COMMON = {"model": {"type": "string", "minLength": 1}, "stream": {"type": "boolean"},
+                  "format": {"anyOf": [{"enum": ["", "json"]}, {"type": "object"}]}, "options": _OLLAMA_OPTIONS,
+                  "keep_alive": {"type": ["number", "string"]}}
+_OLLAMA_IMAGES = {"type": "array", "items": {"type": "string", "description": "base64"}}
+_OLLAMA_GENERATE = {"type": "object", "required": ["model"], "additionalProperties": False, "properties": {
+    **_OLLAMA_COMMON, "prompt": {"type": "string"}, "system": {"type": "string"}, "images": _OLLAMA_IMAGES}}
+_OLLAMA_CHAT = {"type": "object", "required": ["model", "messages"], "additionalProperties": False, "properties": {
+    **_OLLAMA_COMMON, "messages": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["role"], "additionalProperties": False, "properties": {
+            "role": {"enum": ["system", "user", "assistant"]}, "content": {"type": "string"},
+            "images": _OLLAMA_IMAGES}}}}}
+_OLLAMA_EMBED = {"type": "object", "required": ["model", "input"], "additionalProperties": False, "properties": {
+    "model": {"type": "string", "minLength": 1}, "keep_alive": {"type": ["number", "string"]},
+    "truncate": {"const": True},
+    "input": {"anyOf": [{"type": "string", "minLength": 1},
+                        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}]}}}
+_OLLAMA_EMBEDDINGS = {"type": "object", "required": ["model", "prompt"], "additionalProperties": False,
+                      "properties": {"model": {"type": "string", "minLength": 1},
+                                     "prompt": {"type": "string", "minLength": 1},
+                                     "keep_alive": {"type": ["number", "string"]}}}
+_OLLAMA_MODEL_REQUEST = {"type": "object", "required": ["model"], "properties": {
+    "model": {"type": "string", "minLength": 1}, "stream": {"type": "boolean"}}}
 _JOB_ENDED = {"type": "object", "required": ["job_id", "state"],
               "description": "the terminal event's data when the job had already ended as the stream opened",
               "properties": {"job_id": {"type": "string"}, "state": {"enum": STATES}}}
@@ -252,4 +323,8 @@ def components() -> dict[str, dict]:
             "Event": _events_union(event_schemas_), **event_schemas_,
             "OpenAIError": _OPENAI_ERROR, "OpenAIUsage": _USAGE, "OpenAIChatRequest": _CHAT_REQUEST,
             "OpenAIChatCompletion": _CHAT_COMPLETION, "OpenAIEmbeddingsRequest": _EMBED_REQUEST,
-            "OpenAIEmbeddings": _EMBEDDINGS, "OpenAIModels": _OPENAI_MODELS}
+            "OpenAIEmbeddings": _EMBEDDINGS, "OpenAIModels": _OPENAI_MODELS, "OpenAIModel": _OPENAI_MODEL,
+            "OpenAIImageRequest": _IMAGE_REQUEST, "OpenAIImageEdit": _IMAGE_EDIT, "OpenAIImages": _IMAGES,
+            "OllamaError": _OLLAMA_ERROR, "OllamaModels": _OLLAMA_MODELS, "OllamaGenerateRequest": _OLLAMA_GENERATE,
+            "OllamaChatRequest": _OLLAMA_CHAT, "OllamaEmbedRequest": _OLLAMA_EMBED,
+            "OllamaEmbeddingsRequest": _OLLAMA_EMBEDDINGS, "OllamaModelRequest": _OLLAMA_MODEL_REQUEST}

@@ -46,6 +46,8 @@ def _openai_shape(status: int, body: dict) -> dict:
 def _error_response(request: web.Request, status: int, body: dict, headers=None) -> web.Response:
     if request.path.startswith("/v1/"):
         body = _openai_shape(status, body)
+    elif request.path.startswith("/api/"):  # the Ollama-compatible routes: Ollama's {"error": "message"}
+        body = {"error": body["error"]["message"]}
     return web.json_response(body, status=status, headers=headers, dumps=dumps)
 
 

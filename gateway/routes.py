@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import catalogue, files, health, jobs, models, openai_compat
+from . import catalogue, files, health, images_api, jobs, models, ollama_api, openai_compat, products
 from .api_schemas import CHAT_STREAM, REF, STATES, job_stream_schema
 from .extract import workflow_extract
-from .spec import (MEDIA, answer_json, errors, file_answers, get_op, job_answers, json_content, op, openai_errors,
-                   path_param, query, run_params)
+from .spec import (MEDIA, answer_json, errors, file_answers, get_op, job_answers, json_content, ollama_errors, op,
+                   openai_errors, path_param, query, run_params)
 
 #: what an uploaded file may be sent as (every other body must be application/json)
 FILE_TYPES = frozenset({"application/octet-stream", "application/json", "image/png", "image/jpeg", "image/webp",
@@ -52,6 +52,27 @@ _ANY_OBJECT, _ARRAY = {"type": "object"}, {"type": "array", "items": {"type": "o
 _HTML = {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}
 _REF = {"type": "string", "description": "hf:ORG/NAME[@REV], ollama:NAME[:TAG], or a local folder"}
 _OPENAI_ERRORS = (400, 404, 409, 413, 415, 422, 429, 502, 503)
+_PRODUCT_ID = path_param("id", "the product id (32 hex digits, from POST /products or GET /products)")
+_PRODUCT = {"type": "object", "required": ["id", "name", "images", "source_urls", "created", "updated"]}
+_PRODUCT_FIELDS = {"type": "object", "additionalProperties": False, "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 300},
+    "images": {"type": "array", "maxItems": 8, "items": {"type": "object"}},
+    "source_urls": {"type": "array", "maxItems": 8, "items": {"type": "string", "format": "uri"}},
+    "facts": {"type": ["object", "null"]}, "notes": {"type": "string", "maxLength": 4000},
+    "description": {"type": ["object", "null"]}}}
+_PRODUCT_FORM = {"type": "object", "properties": {
+    "name": {"type": "string"}, "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+    "source_urls": {"type": "string", "description": "one URL per line, or a JSON list"},
+    "image_urls": {"type": "string", "description": "one URL per line, or a JSON list"},
+    "facts": {"type": "string", "description": "a JSON object"}, "notes": {"type": "string"}}}
+_DESCRIBE = {"type": "object", "additionalProperties": False, "properties": {
+    "tone": {"type": "string"}, "language": {"type": "string"}, "model": {"type": "string"},
+    "vision_model": {"type": "string"}, "render": {"type": "boolean"}, "notes": {"type": "string"},
+    "seed": {"type": "integer"}, "privacy": {"enum": ["strict", "flexible"]}, "max_tokens": {"type": "integer"}}}
+_OLLAMA_STREAM = {"200": {"description": "NDJSON lines (stream true, the default), or one object (stream false)",
+                          "content": {"application/x-ndjson": {"schema": {"type": "object"}},
+                                      "application/json": {"schema": {"type": "object"}}}},
+                  **ollama_errors(*_OPENAI_ERRORS)}
 
 
 def _tagged(tag: str, build: Callable[[str, str], dict]) -> Callable[[str], dict]:
@@ -80,8 +101,10 @@ ROUTES: list[Route] = [
               query("before", {"type": "integer", "minimum": 0, "maximum": 2**62},
                     "continue after this seq (the previous page's next URL carries it)")]))),
     Route("GET", "/jobs/{id}", jobs.get_job,
-          "one job: state, queue position, current node, progress, outputs, error, workflow",
-          _tagged("jobs", lambda s, t: get_op(s, "Job", t, 400, 404, params=[_JOB_ID, MEDIA])), name="job"),
+          "one job: state, queue position, current node, progress, outputs, error (?include=workflow: its graph)",
+          _tagged("jobs", lambda s, t: get_op(s, "Job", t, 400, 404, params=[_JOB_ID, MEDIA, query(
+              "include", {"enum": ["workflow"]}, "workflow: add the job's workflow document (omitted by default)")])),
+          name="job"),
     Route("DELETE", "/jobs/{id}", jobs.delete_job, "cancel: a queued job now, a running one at its next check",
           _tagged("jobs", lambda s, t: op(s, t, {"200": answer_json("Job", "cancelled, or asked to stop"),
                                                  **errors(404, 409, 415)}, params=[_JOB_ID]))),
@@ -142,6 +165,41 @@ ROUTES: list[Route] = [
               **errors(400, 413, 415)}, body=json_content({"type": "object", "properties": {"ref": _REF}}),
               body_required=False)),
           needs="models"),
+    # -- products (engine/products.py; the records live in the job database)
+    Route("POST", "/products", products.create_product,
+          "create a product: JSON, or multipart with image files (name, images, source_urls, facts, notes)",
+          _tagged("products", lambda s, t: op(s, t, {"201": answer_json(_PRODUCT, "the new product"),
+                                                     **errors(400, 413, 415)},
+                                              body={**json_content(_PRODUCT_FIELDS),
+                                                    "multipart/form-data": {"schema": _PRODUCT_FORM}})),
+          body_types=frozenset({"application/json", "multipart/form-data"})),
+    Route("GET", "/products", products.list_products, "products, newest first (?limit=, ?before=)",
+          _tagged("products", lambda s, t: get_op(s, {"type": "object", "required": ["products"], "properties": {
+              "products": {"type": "array", "items": _PRODUCT}, "next": {"type": "string"}}}, t, 400, params=[
+              query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "page size"),
+              query("before", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                    "continue after this seq (the previous page's next URL carries it)")]))),
+    Route("GET", "/products/{id}", products.get_product, "one product with its description",
+          _tagged("products", lambda s, t: get_op(s, _PRODUCT, t, 404, params=[_PRODUCT_ID]))),
+    Route("PATCH", "/products/{id}", products.patch_product,
+          "edit a product: name, images, source_urls, facts, notes, description",
+          _tagged("products", lambda s, t: op(s, t, {"200": answer_json(_PRODUCT, "the product as changed"),
+                                                     **errors(400, 404, 413, 415)},
+                                              params=[_PRODUCT_ID], body=json_content(_PRODUCT_FIELDS)))),
+    Route("DELETE", "/products/{id}", products.delete_product, "delete a product and its uploaded images",
+          _tagged("products", lambda s, t: op(s, t, {"200": answer_json(_ANY_OBJECT, "deleted"), **errors(404, 415)},
+                                              params=[_PRODUCT_ID]))),
+    Route("POST", "/products/{id}/describe", products.describe_product,
+          "run the product_describe workflow on a product and save the description into it",
+          _tagged("products", lambda s, t: op(s, t, {
+              "200": answer_json({"type": "object", "required": ["product", "job"]}, "described: product and job"),
+              "202": answer_json({"type": "object", "required": ["product", "job"]}, "still running: the job's URL",
+                                 {"Location": {"required": True, "schema": {"type": "string"},
+                                               "description": "the job's URL"}}),
+              **errors(400, 403, 404, 413, 415, 422, 429, 502, 503)},
+              params=[_PRODUCT_ID, query("timeout", {"type": "number", "minimum": 0, "maximum": 86400},
+                                         "seconds to wait for the result before answering 202")],
+              body=json_content(_DESCRIBE), body_required=False))),
     # -- files
     Route("GET", "/files/{path:.+}", files.files, "an output file (no hidden, database or temporary file)",
           _tagged("files", lambda s, t: op(s, t, file_answers(), params=[
@@ -166,6 +224,57 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/models", openai_compat.models, "OpenAI-compatible list of local models",
           _tagged("openai", lambda s, t: op(s, t, {"200": answer_json("OpenAIModels", "OK"), **openai_errors()})),
           needs="openai"),
+    Route("GET", "/v1/models/{id:.+}", openai_compat.model, "OpenAI-compatible: one model by id, with its kind",
+          _tagged("openai", lambda s, t: op(s, t, {"200": answer_json("OpenAIModel", "OK"), **openai_errors(404)},
+                                            params=[path_param("id", "the model id, e.g. hf:ORG/NAME or llm")])),
+          needs="openai"),
+    Route("POST", "/v1/images/generations", images_api.generations,
+          "OpenAI-compatible image generation (the image_gen workflow)",
+          _tagged("openai", lambda s, t: op(s, t, {"200": answer_json("OpenAIImages", "the images"),
+                                                   **openai_errors(*_OPENAI_ERRORS)},
+                                            body=json_content("OpenAIImageRequest")))),
+    Route("POST", "/v1/images/edits", images_api.edits,
+          "OpenAI-compatible image edit, multipart image and mask (the image_edit workflow)",
+          _tagged("openai", lambda s, t: op(s, t, {"200": answer_json("OpenAIImages", "the edited images"),
+                                                   **openai_errors(*_OPENAI_ERRORS)},
+                                            body={"multipart/form-data": {"schema": {"$ref": REF + "OpenAIImageEdit"}},
+                                                  **json_content("OpenAIImageEdit")})),
+          body_types=frozenset({"multipart/form-data", "application/json"})),
+    # -- Ollama-compatible
+    Route("GET", "/api/version", ollama_api.version, "Ollama-compatible: the API version",
+          _tagged("ollama", lambda s, t: op(s, t, {"200": answer_json({"type": "object", "required": ["version"]},
+                                                                      "OK"), **ollama_errors()}))),
+    Route("GET", "/api/tags", ollama_api.tags, "Ollama-compatible: the models on this machine",
+          _tagged("ollama", lambda s, t: op(s, t, {"200": answer_json("OllamaModels", "OK"), **ollama_errors()})),
+          needs="openai"),
+    Route("GET", "/api/ps", ollama_api.ps, "Ollama-compatible: the models in memory",
+          _tagged("ollama", lambda s, t: op(s, t, {"200": answer_json("OllamaModels", "OK"), **ollama_errors()})),
+          needs="openai"),
+    Route("POST", "/api/show", ollama_api.show, "Ollama-compatible: one model's details and capabilities",
+          _tagged("ollama", lambda s, t: op(s, t, {"200": answer_json(_ANY_OBJECT, "OK"),
+                                                   **ollama_errors(400, 404, 413, 415)},
+                                            body=json_content("OllamaModelRequest"))), needs="openai"),
+    Route("POST", "/api/generate", ollama_api.generate, "Ollama-compatible generate (a job; NDJSON stream by default)",
+          _tagged("ollama", lambda s, t: op(s, t, _OLLAMA_STREAM, body=json_content("OllamaGenerateRequest"))),
+          needs="openai"),
+    Route("POST", "/api/chat", ollama_api.chat, "Ollama-compatible chat, images too (a job; NDJSON stream by default)",
+          _tagged("ollama", lambda s, t: op(s, t, _OLLAMA_STREAM, body=json_content("OllamaChatRequest"))),
+          needs="openai"),
+    Route("POST", "/api/embed", ollama_api.embed, "Ollama-compatible embeddings of one text or many (a job)",
+          _tagged("ollama", lambda s, t: op(s, t, {"200": answer_json(_ANY_OBJECT, "one vector per input"),
+                                                   **ollama_errors(*_OPENAI_ERRORS)},
+                                            body=json_content("OllamaEmbedRequest"))), needs="openai"),
+    Route("POST", "/api/embeddings", ollama_api.embeddings, "Ollama-compatible embedding of one prompt (older route)",
+          _tagged("ollama", lambda s, t: op(s, t, {"200": answer_json(_ANY_OBJECT, "the vector"),
+                                                   **ollama_errors(*_OPENAI_ERRORS)},
+                                            body=json_content("OllamaEmbeddingsRequest"))), needs="openai"),
+    Route("POST", "/api/pull", ollama_api.pull, "Ollama-compatible pull (a model.pull job; NDJSON progress lines)",
+          _tagged("ollama", lambda s, t: op(s, t, _OLLAMA_STREAM, body=json_content("OllamaModelRequest"))),
+          needs="openai"),
+    Route("DELETE", "/api/delete", ollama_api.delete, "Ollama-compatible delete of a pulled model (hf: or ollama:)",
+          _tagged("ollama", lambda s, t: op(s, t, {"200": answer_json(_ANY_OBJECT, "deleted"),
+                                                   **ollama_errors(400, 404, 409, 413, 415, 502, 503)},
+                                            body=json_content("OllamaModelRequest"))), needs="openai"),
 ]
 
 
@@ -177,9 +286,13 @@ def active_routes(engine) -> list[Route]:
 
 
 def reserved_prefixes() -> tuple[str, ...]:
-    """Path prefixes a saved endpoint may not take: the first part of every fixed route."""
-    return tuple(sorted({"/" + route.path.split("/")[1] for route in ROUTES if route.path != "/"} |
-                        {route.path for route in ROUTES if "{" not in route.path and route.path != "/"}))
+    """Path prefixes a saved endpoint (always a POST) may not take: the first part of every fixed POST route.
+
+    Method-aware: a path only other methods use stays free (``POST /web/extract`` beside ``GET /web/{path}``),
+    since the router picks a resource by method as well as by path.
+    """
+    posts = [route for route in ROUTES if route.method == "POST"]
+    return tuple(sorted({"/" + route.path.split("/")[1] for route in posts}))
 
 
 def body_types() -> dict[str, frozenset[str]]:

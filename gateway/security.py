@@ -58,6 +58,8 @@ class Policy:
     token: str = field(default="", repr=False)
     #: path prefix -> Content-Types its bodies may have (all others: JSON only)
     body_types: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: Host header -> the answer, for the few distinct values a server sees (each request asks)
+    _hosts_seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings, body_types: dict[str, frozenset[str]] | None = None) -> "Policy":
@@ -76,6 +78,14 @@ class Policy:
         """Does ``Host`` name this server? (Absent: HTTP/1.0 clients, never browsers: allowed.)"""
         if host_header is None:
             return True
+        seen = self._hosts_seen.get(host_header)
+        if seen is None:
+            seen = self._host_allowed(host_header)
+            if len(self._hosts_seen) < 256:  # bounded: a client may send any number of names
+                self._hosts_seen[host_header] = seen
+        return seen
+
+    def _host_allowed(self, host_header: str) -> bool:
         host = split_host(host_header)
         if "*" in self.allowed_hosts or is_loopback(host) or host in self.allowed_hosts:
             return True
@@ -120,9 +130,13 @@ def _token_in_query(path: str) -> bool:
     return path in TOKEN_IN_QUERY or (path.startswith("/jobs/") and path.endswith("/events"))
 
 
-def needs_token(path: str) -> bool:
-    """Everything but /health and the web page's own files needs the token (when one is set)."""
-    return not (path in OPEN_PATHS or path == "/" or path.startswith("/web/"))
+def needs_token(path: str, method: str = "GET") -> bool:
+    """Everything but /health and the web page's own files needs the token (when one is set).
+
+    The page's files are read (GET/HEAD) only: a saved endpoint under /web (POST /web/extract) needs the token.
+    """
+    page = method in ("GET", "HEAD") and (path == "/" or path.startswith("/web/"))
+    return not (path in OPEN_PATHS or page)
 
 
 def guard_middleware(policy: Policy):
@@ -150,7 +164,7 @@ def guard_middleware(policy: Policy):
                 raise UnsupportedMediaType(
                     f"this route takes a body of type {' or '.join(sorted(allowed))}, not {request.content_type!r}; "
                     f"send the header 'Content-Type: {sorted(allowed)[0]}'")
-        if policy.token and needs_token(request.path) and not policy.token_ok(request):
+        if policy.token and needs_token(request.path, request.method) and not policy.token_ok(request):
             raise Unauthorized("an API token is required: send 'Authorization: Bearer <token>'")
         return await handler(request)
 
@@ -171,7 +185,7 @@ def cors_middleware(origins: frozenset[str]):
         if ok:
             response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Prefer"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
             response.headers["Vary"] = "Origin"
         return response
 

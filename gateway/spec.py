@@ -66,6 +66,11 @@ def openai_errors(*codes: int) -> dict:
     return {str(code): _response(["OpenAIError"], STATUSES[code], code) for code in sorted(set(codes) | set(_GUARD))}
 
 
+def ollama_errors(*codes: int) -> dict:
+    """The /api error responses: Ollama's body ``{"error": "message"}``, whichever part of the gateway answers."""
+    return {str(code): _response(["OllamaError"], STATUSES[code], code) for code in sorted(set(codes) | set(_GUARD))}
+
+
 def _response(schemas: list[str], description: str, code: int) -> dict:
     refs = [{"$ref": REF + name} for name in schemas]
     return answer_json(refs[0] if len(refs) == 1 else {"anyOf": refs}, description, _HEADERS.get(code))

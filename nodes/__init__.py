@@ -2,7 +2,7 @@
 
 from engine import Registry
 
-from . import data, image, llm, models, music, primitives, text, video
+from . import data, image, llm, models, music, primitives, text, video, web
 
 NODES = [
     primitives.Text, primitives.Int, primitives.Float, primitives.Bool, primitives.Json,
@@ -11,8 +11,10 @@ NODES = [
     models.Pull,
     music.Generate, music.Save,
     video.Generate, video.Save, video.Mux,
-    llm.Generate, llm.Evaluate, llm.Edit, llm.Chat, llm.Embed, llm.DescribeImage,
+    llm.Generate, llm.Evaluate, llm.Edit, llm.Chat, llm.Embed, llm.DescribeImage, llm.media.Converse,
+    llm.media.DescribeProduct,
     image.Generate, image.Edit, image.Load, image.Save,
+    web.Extract,
 ]
 
 

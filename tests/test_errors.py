@@ -17,6 +17,7 @@ EXPECTED = {
     "backend_failed": 502,
     "backend_unavailable": 503, "ollama_unavailable": 503, "not_configured": 503, "out_of_memory": 503,
     "pull_failed": 503,
+    "bad_url": 400, "fetch_refused": 403, "fetch_limit": 422, "fetch_failed": 502,
 }
 
 

@@ -1,4 +1,4 @@
-"""Image files: load from the input folder or from base64 / a data URL, save as PNG, WebP or JPEG."""
+"""Image files: load from the input folder, base64 / a data URL or an http(s) URL; save as PNG, WebP or JPEG."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ from .values import FORMATS, Images, Mask, file_entries, recipe_of, save_image
 
 #: larger images are refused before decoding (decompression bombs)
 MAX_PIXELS = 4096 * 4096
+#: an image fetched from a URL: at most this many bytes, this many seconds (through engine.fetch's SSRF guard)
+URL_MAX_BYTES = 32 << 20
+URL_TIMEOUT = 30.0
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+(;[A-Za-z0-9=.-]+)*;base64,", re.I)
 
 
 class Load(Node):
-    """Load an image from a file in the input folder, or from base64 / a data URL; also its mask."""
+    """Load an image from a file in the input folder, base64 / a data URL, or an http(s) URL; also its mask."""
 
     type = "image.load"
     inputs = {
@@ -27,6 +30,8 @@ class Load(Node):
                       default="", maxLength=1000, widget="file"),
         "data": Input(TEXT, "the image as base64 or a data URL (data:image/png;base64,...)", default="",
                       maxLength=64 << 20, widget="image"),
+        "url": Input(TEXT, "an http(s) URL of the image (public addresses only unless FLOW_FETCH_ALLOW_PRIVATE)",
+                     default="", maxLength=4000),
         "mask_from": Input(TEXT, "mask output: auto = transparent areas if the image has alpha, else white "
                                  "areas; luminance = white areas", default="auto", enum=["auto", "luminance"]),
         "optional": Input(BOOL, "when neither path nor data is given, output nothing instead of failing",
@@ -41,8 +46,8 @@ class Load(Node):
 
     @classmethod
     def check(cls, literals, given):
-        if literals.get("path") and literals.get("data"):
-            yield "data", "give either path or data, not both"
+        if sum(bool(literals.get(k)) for k in ("path", "data", "url")) > 1:
+            yield "data", "give one of path, data and url, not several"
 
     @classmethod
     def fingerprint(cls, inputs, files):
@@ -56,22 +61,24 @@ class Load(Node):
             return None  # run() reports the problem
         return [stat.st_size, stat.st_mtime_ns]
 
-    def run(self, ctx, path, data, mask_from, optional):
-        if path and data:
-            raise InvalidInput("data", "both 'path' and 'data' are given; give one of them")
-        if not path and not data:
+    def run(self, ctx, path, data, url, mask_from, optional):
+        if sum(bool(v) for v in (path, data, url)) > 1:
+            raise InvalidInput("data", "several of 'path', 'data' and 'url' are given; give one of them")
+        if not path and not data and not url:
             if optional:
                 return {"image": None, "mask": None, "width": 0, "height": 0}
-            raise InvalidInput("data", "no image given: set 'data' (base64 or a data URL) or 'path' (a file in "
-                                       "the input folder)")
+            raise InvalidInput("data", "no image given: set 'data' (base64 or a data URL), 'path' (a file in "
+                                       "the input folder) or 'url'")
         if path:
             raw, which, source = _read(ctx.files.root, path), "path", {"path": path}
+        elif url:
+            raw, which, source = _download(ctx, url), "url", {"url": url}
         else:
             raw, which, source = _decode_base64(data), "data", {"data": data}
         picture, mask_picture = _open(raw, which, mask_from)
         inputs = {**source, "mask_from": mask_from}
         image_value = Images((picture,), recipes=(recipe_of(ctx.node_id, self.type, inputs, "image", {}),))
-        params = {"node": self.type, "source": path or "data", "sha256": image_value.content_hash()}
+        params = {"node": self.type, "source": path or url or "data", "sha256": image_value.content_hash()}
         image_value = Images((picture,), (params,), image_value.recipes)
         mask_value = Mask(mask_picture, recipe_of(ctx.node_id, self.type, inputs, "mask", {}))
         width, height = picture.size
@@ -92,6 +99,17 @@ def _read(root, path: str) -> bytes:
     except OSError as exc:  # a name too long, a file that vanished or cannot be read
         raise InvalidInput("path", f"cannot read {shown!r} ({exc.strerror or type(exc).__name__}); give the "
                                    "path of an image file in the input folder") from exc
+
+
+def _download(ctx, url: str) -> bytes:
+    """The bytes of the image at ``url``, through the one SSRF guard (engine.fetch)."""
+    from engine.fetch import allow_private_for, fetch
+
+    got = fetch(url, max_bytes=URL_MAX_BYTES, timeout=URL_TIMEOUT, allow_private=allow_private_for(ctx.config),
+                accept=("image/", "application/octet-stream"))
+    if not got.body:
+        raise InvalidInput("url", f"{url!r} answered no bytes; give the URL of a PNG, JPEG or WebP image")
+    return got.body
 
 
 def _decode_base64(data: str) -> bytes:

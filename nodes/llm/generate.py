@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import io
 from urllib.parse import unquote
 
 from engine import JSON, TEXT, Input, InvalidInput, Node, Output, Seed
@@ -12,6 +13,8 @@ from .ports import (MAX_CHARS, blank_problems, build_messages, max_tokens_input,
                     privacy_input, require_text, stop_input, structured, temperature_input, text_input,
                     top_p_input, usage_output)
 from .types import Request
+
+MAX_IMAGES = 16
 
 EDIT_SYSTEM = ("You are a careful editor. Apply the instruction to the text and answer with the complete edited "
                "text only: no preamble, no explanation, no quotation marks around it.")
@@ -81,7 +84,16 @@ class Chat(Node):
         "max_tokens": max_tokens_input(512),
         "temperature": temperature_input(0.8),
         "top_p": top_p_input(),
+        "stop": stop_input(),
         "seed": Seed(),
+        "format": Input(JSON, '"text" (free text), "json" (any JSON value), or a JSON Schema object the reply '
+                              "must fit (structured output; an invalid answer is retried once)", default="text",
+                        anyOf=[{"enum": ["text", "json"]}, {"type": "object"}]),
+        "images": Input(JSON, "images (PNG, JPEG, WebP or GIF as base64) shown to a vision model with the last user "
+                              f"message, at most {MAX_IMAGES}", default=[],
+                        allOf=[{"type": "array", "maxItems": MAX_IMAGES, "items": {"type": "string", "minLength": 1}}]),
+        "task": Input(TEXT, "which default model an empty `model` means: chat, or vision (what images choose when "
+                            "this is empty)", default="", enum=["", "chat", "vision"]),
         "privacy": privacy_input(),
     }
     outputs = {
@@ -97,13 +109,28 @@ class Chat(Node):
         if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
             if messages[-1].get("role") != "user":
                 yield "messages", f"the last message must be the user's, got {messages[-1].get('role')!r}"
+        problem = format_problem(literals.get("format"))
+        if problem:
+            yield "format", problem
 
-    def run(self, ctx, messages, model, system, max_tokens, temperature, top_p, seed, privacy):
+    def run(self, ctx, messages, model, system, max_tokens, temperature, top_p, stop, seed, format, images, task,
+            privacy):
         if messages[-1]["role"] != "user":  # the shape itself was checked as the run passed it in
             raise InvalidInput("messages", f"the last message must be the user's, got {messages[-1]['role']!r}")
+        problem = format_problem(format)
+        if problem:
+            raise InvalidInput("format", problem)
         prefix = [{"role": "system", "content": system}] if system.strip() else []
-        request = Request([*prefix, *messages], max_tokens, temperature, top_p, (), seed)
-        reply = complete(ctx, model, privacy, request)
+        pictures = tuple(image_bytes(data, f"images[{i}]") for i, data in enumerate(images))
+        request = Request([*prefix, *messages], max_tokens, temperature, top_p, tuple(stop), seed,
+                          None if format == "text" else format, pictures)
+        task = task or ("vision" if pictures else "chat")
+        if request.format is None:
+            reply = complete(ctx, model, privacy, request, task=task)
+        else:
+            schema = format if isinstance(format, dict) else None
+            _, reply = structured(ctx, model, privacy, request, schema, "JSON answer", task=task)
+            reply.text = reply.text.strip()
         return {"reply": reply.text, "messages": [*messages, {"role": "assistant", "content": reply.text}],
                 "usage": reply.usage}
 
@@ -143,6 +170,30 @@ class Edit(Node):
         if text.endswith("\n"):
             edited += "\n"
         return {"text": edited, "diff": unified_diff(text, edited), "usage": reply.usage}
+
+
+def image_bytes(data: str, where: str) -> bytes:
+    """PNG or JPEG bytes from base64 (a data URL's base64 too); other formats PIL reads become PNG."""
+    import base64
+    import binascii
+
+    if data.startswith("data:") and "," in data:
+        data = data.split(",", 1)[1]
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("images", f"{where} is not base64; give the image file's bytes as base64") from None
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" or raw[:3] == b"\xff\xd8\xff":
+        return raw
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="PNG")
+            return buffer.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidInput("images", f"{where} is not an image PIL can read ({exc}); give a PNG or JPEG") from None
 
 
 def format_problem(fmt) -> str | None:

@@ -137,9 +137,9 @@ def parse_answer(text: str, schema: dict | None) -> tuple[Any, str | None]:
 
 
 def structured(ctx, model: str, privacy: str, request: Request, schema: dict | None,
-               what: str) -> tuple[Any, Reply]:
+               what: str, task: str = "chat") -> tuple[Any, Reply]:
     """Ask for a JSON answer (fitting `schema`); an invalid answer is retried once, then a clear error."""
-    reply = complete(ctx, model, privacy, request)
+    reply = complete(ctx, model, privacy, request, task)
     value, problem = parse_answer(reply.text, schema)
     if problem is None:
         return value, reply
@@ -148,7 +148,7 @@ def structured(ctx, model: str, privacy: str, request: Request, schema: dict | N
                        "messages": [*request.messages, {"role": "assistant", "content": reply.text},
                                     {"role": "user", "content": f"That answer was invalid: {problem}. Answer again "
                                                                 "with JSON only, fitting the requested format."}]})
-    reply = complete(ctx, model, privacy, retry)
+    reply = complete(ctx, model, privacy, retry, task)
     value, problem = parse_answer(reply.text, schema)
     if problem is None:
         reply.usage["retried"] = True

@@ -63,7 +63,8 @@ def test_openapi_every_operation_declares_its_error_statuses(gateway):
                 for status, response in responses.items():
                     if status >= "400" and status != "416":  # 416: a file's unsatisfiable range, no body
                         schema = json.dumps(response["content"]["application/json"]["schema"])
-                        expected = "OpenAIError" if path.startswith("/v1/") else "/Error"
+                        expected = ("OpenAIError" if path.startswith("/v1/") else "OllamaError"
+                                    if path.startswith("/api/") else "/Error")
                         assert expected in schema, (where, status)
 
     run(scenario())

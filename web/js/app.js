@@ -1,4 +1,4 @@
-// Start-up and the views: one hash route per view (#endpoints/PATH, #graph, #jobs, #outputs, #models).
+// Start-up and the views: one hash route per view (#endpoints/PATH, #graph, #jobs, #outputs, #models, #products/ID).
 
 import { askToken, connectEvents, get, token } from "./api.js";
 import { banner } from "./dom.js";
@@ -7,8 +7,9 @@ import { graphShown, initGraph } from "./graph.js";
 import { initJobs, refreshJobs } from "./jobs.js";
 import { initModels, refreshModels } from "./models.js";
 import { initOutputs, refreshOutputs } from "./outputs.js";
+import { initProducts, refreshProducts, showProduct } from "./products.js";
 
-const VIEWS = ["endpoints", "graph", "jobs", "outputs", "models"];
+const VIEWS = ["endpoints", "graph", "jobs", "outputs", "models", "products"];
 let current = null;
 
 function route() {
@@ -27,6 +28,7 @@ function route() {
   if (view === "jobs") refreshJobs();
   if (view === "outputs") refreshOutputs();
   if (view === "models") refreshModels();
+  if (view === "products") (rest.length ? showProduct(rest[0]) : refreshProducts());
   if (changed) document.getElementById(`h-${view}`)?.focus?.();
 }
 
@@ -44,6 +46,7 @@ async function start() {
   initJobs(visible("jobs"));
   initOutputs(visible("outputs"));
   initModels(visible("models"));
+  initProducts();
   connectEvents();
   const results = await Promise.allSettled([initEndpoints(), initGraph()]);
   const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason.message);
