@@ -54,7 +54,7 @@ class Workflow:
     """A parsed, schema-valid workflow document. Build it with `load`, `loads` or `from_dict`."""
 
     __slots__ = ("doc", "name", "description", "endpoint", "nodes", "params", "outputs", "source", "_upgraded_for",
-                 "_digest", "__weakref__")
+                 "_digest", "answer", "__weakref__")
 
     def __init__(self, doc: dict, source: str | None = None):
         problems = schema_problems(doc) or _unfit_text_problems(doc)
@@ -65,6 +65,7 @@ class Workflow:
         self.name: str = doc.get("name") or (Path(source).stem if source else "workflow")
         self.description: str = doc.get("description", "")
         self.endpoint: str | None = doc.get("endpoint")
+        self.answer: str = doc.get("answer", "job")  # an endpoint's 200: the job, or its outputs alone
         self.nodes: dict[str, NodeDecl] = {nid: _node(nid, body) for nid, body in doc["nodes"].items()}
         self.params: dict[str, ParamDecl] = {
             name: ParamDecl(

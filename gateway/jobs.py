@@ -26,8 +26,12 @@ def _inline(request: web.Request) -> bool:
     return query_choice(request, "media", ("url", "base64"), "url") == "base64"
 
 
-async def answer(request: web.Request, record: JobRecord, *, async_default: bool = False) -> web.Response:
-    """202 with the job URL, or wait (bounded) and answer the result; a failed job answers its error."""
+async def answer(request: web.Request, record: JobRecord, *, async_default: bool = False,
+                 outputs_only: bool = False) -> web.Response:
+    """202 with the job URL, or wait (bounded) and answer the result; a failed job answers its error.
+
+    ``outputs_only``: a finished job answers its outputs object alone (the job's URL in Content-Location).
+    """
     jobs, settings = request.app[JOBS], request.app[SETTINGS]
     accepted = {"id": record.id, "state": record.state, "url": job_url(request, record.id)}
     inline = _inline(request)
@@ -40,6 +44,9 @@ async def answer(request: web.Request, record: JobRecord, *, async_default: bool
     if not record.terminal:
         return web.json_response({**accepted, "state": record.state}, status=202,
                                  headers={"Location": accepted["url"]})
+    if record.state == "finished" and outputs_only:
+        body = request.app[PRESENTER].job_json(record, inline=inline)
+        return web.json_response(body.get("outputs") or {}, dumps=dumps, headers={"Content-Location": accepted["url"]})
     if record.state == "finished":
         return web.Response(text=request.app[PRESENTER].job_text(record, inline=inline), content_type="application/json")
     body = request.app[PRESENTER].job_json(record, inline=inline)
@@ -53,7 +60,7 @@ def endpoint_handler(endpoint: Endpoint):
         params = await json_body(request, required=False)
         # `answer` waits until the record is committed before it answers, 202 or result
         record = await request.app[JOBS].accept(endpoint.workflow, params, name=endpoint.name, wait_stored=False)
-        return await answer(request, record)
+        return await answer(request, record, outputs_only=endpoint.workflow.answer == "outputs")
 
     handle.__name__ = f"endpoint_{endpoint.name}"
     return handle

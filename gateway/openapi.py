@@ -13,7 +13,7 @@ from engine.catalogue import Catalogue
 
 from .api_schemas import components
 from .routes import Route
-from .spec import job_answers, json_content, op, run_params
+from .spec import answer_json, job_answers, json_content, op, run_params
 
 _DESCRIPTION = (
     "Text, image, music and video generation as workflow graphs on one GPU. Each endpoint is a saved "
@@ -28,8 +28,13 @@ def build_openapi(catalogue: Catalogue, routes: list[Route], version: str) -> di
     """The OpenAPI document (3.1, whose schemas are JSON Schema 2020-12 like our nodes')."""
     paths: dict = {}
     for path, endpoint in sorted(catalogue.endpoints.items()):
+        answers = job_answers(default_async=False)
+        if endpoint.workflow.answer == "outputs":  # the outputs object alone
+            names = sorted(endpoint.output_types())
+            answers["200"] = answer_json({"type": "object", "required": names, "properties": {n: {} for n in names}},
+                                         "finished: its outputs (the job's URL in Content-Location)")
         paths[path] = {"post": op(
-            endpoint.summary, "endpoints", job_answers(default_async=False), params=run_params(False),
+            endpoint.summary, "endpoints", answers, params=run_params(False),
             body=json_content(endpoint.request_schema()), body_required=False,
             op_id="run_" + endpoint.name.replace("/", "_"), description=endpoint.workflow.description)}
     for route in routes:

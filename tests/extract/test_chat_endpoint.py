@@ -22,11 +22,12 @@ def test_chat_endpoint_official_request_shape(llm_gateway, ollama):
                 "max_tokens": 8, "temperature": 0, "model": MODEL})
             body = await response.json()
             assert response.status == 200, body
-            return body
+            job = await (await client.get(response.headers["Content-Location"])).json()  # the job it was
+            return body, job
 
-    body = asyncio.run(scenario())
-    outputs = body["outputs"]
-    assert set(outputs) == {"content", "usage"}
+    body, job = asyncio.run(scenario())
+    outputs = body  # the small LLM API's shape: {"content": ..., "usage": ...}, not a job
+    assert set(outputs) == {"content", "usage"} and job["state"] == "finished" and job["outputs"] == body
     assert isinstance(outputs["content"], str) and outputs["usage"]["completion_tokens"] <= 8
     path, sent = ollama.requests[-1]
     assert path == "/api/chat" and sent["model"] == "tiny:latest"
