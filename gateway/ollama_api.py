@@ -189,15 +189,9 @@ async def _run_chat(request: web.Request, body: dict, inputs: dict, name: str, a
     await response.prepare(request)
     try:
         streamed = ""
-        while not ended:
-            event = await subscription.next()
-            if event is None:
-                break
-            if isinstance(event, ev.NodeProgress) and event.message:
-                streamed += event.message
-                await response.write((json.dumps(piece(event.message)) + "\n").encode())
-            elif event.terminal:
-                break
+        async for text in oa.streamed_text(subscription, ended):
+            streamed += text
+            await response.write((json.dumps(piece(text)) + "\n").encode())
         done = jobs.get(record.id)
         if done.state == "finished":
             reply = done.result["outputs"]["reply"]

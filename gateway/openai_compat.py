@@ -331,15 +331,9 @@ async def _stream(request, jobs, job_id, completion_id, created, model, include_
     try:
         await send({"role": "assistant", "content": ""})
         streamed = ""
-        while not ended:
-            event = await subscription.next()
-            if event is None:
-                break
-            if isinstance(event, ev.NodeProgress) and event.message:
-                streamed += event.message
-                await send({"content": event.message})
-            elif event.terminal:
-                break
+        async for piece in streamed_text(subscription, ended):
+            streamed += piece
+            await send({"content": piece})
         done = jobs.get(job_id)
         if done.state == "finished":
             reply, usage = done.result["outputs"]["reply"], done.result["outputs"]["usage"]
@@ -581,3 +575,17 @@ def _finish(usage: dict) -> str:
 def _usage(usage: dict) -> dict:
     prompt, completion = (usage or {}).get("prompt_tokens") or 0, (usage or {}).get("completion_tokens") or 0
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def streamed_text(subscription, ended: bool):
+    """The pieces of text a job's node streams (its progress messages), until the job's terminal event.
+
+    ``ended``: the job had ended when subscribing (nothing more will come). Shared by the OpenAI
+    and Ollama streams.
+    """
+    while not ended:
+        event = await subscription.next()
+        if event is None or event.terminal:
+            return
+        if isinstance(event, ev.NodeProgress) and event.message:
+            yield event.message
