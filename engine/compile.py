@@ -208,8 +208,9 @@ def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow
         for node, input_ in info.bind:
             bound.setdefault(node, []).append(input_)
     steps: dict[str, Step] = {}
+    facts: dict = {}
     for nid in order:
-        steps[nid] = step = _step(workflow.nodes[nid], registry, tuple(sorted(bound.get(nid, ()))))
+        steps[nid] = step = _step(workflow.nodes[nid], registry, tuple(sorted(bound.get(nid, ()))), facts)
         step.dynamic = step.dynamic or any(steps[s].dynamic for s in step.sources)
         if not step.dynamic:
             salt = canonical({step.seed_input: step.literals[step.seed_input]}) if step.seed_input else b""
@@ -228,25 +229,30 @@ def step_key(step: Step, dynamic: bytes, upstream: list[bytes]) -> bytes:
     return h.digest()
 
 
-def _step(decl, registry: Registry, bound: tuple[str, ...]) -> Step:
-    cls = registry.get(decl.type)
-    literals = {name: spec.default for name, spec in cls.inputs.items() if not spec.required}
-    literals.update(decl.literals)
+def _step(decl, registry: Registry, bound: tuple[str, ...], facts: dict) -> Step:
+    kind = facts.get(decl.type)
+    if kind is None:  # what every node of this type shares, found once per compile (a large graph has many)
+        cls = registry.get(decl.type)
+        kind = facts[decl.type] = (
+            cls, {name: spec.default for name, spec in cls.inputs.items() if not spec.required},
+            next((name for name, spec in cls.inputs.items() if spec.seed), None), registry.instance(decl.type).run,
+            cls.has_fingerprint())
+    cls, defaults, seed_input, run, fingerprinted = kind
+    literals = {**defaults, **decl.literals}
     for name in bound:
         literals.pop(name, None)
     links = tuple(sorted((name, link.node, link.output) for name, link in decl.links.items()))
-    seed_input = next((name for name, spec in cls.inputs.items() if spec.seed), None)
     unset_seed = seed_input is not None and seed_input not in bound and literals.get(seed_input) is None
     # The seed enters the key with the per-run inputs (step_key's salt: Engine.plan), so a drawn seed and the
     # same seed written as a literal give one key: re-running with a reported seed hits the cache.
-    keyed = {name: value for name, value in literals.items() if name != seed_input}
+    keyed = literals if seed_input is None else {name: value for name, value in literals.items() if name != seed_input}
     static = hashlib.blake2b(canonical([cls.type, cls.version, keyed, [[i, o] for i, _, o in links], bound]),
                              digest_size=16).digest()
     return Step(
-        id=decl.id, cls=cls, run=registry.instance(decl.type).run, literals=literals, links=links,
+        id=decl.id, cls=cls, run=run, literals=literals, links=links,
         bound=bound, seed_input=seed_input, static=static,
-        dynamic=bool(bound) or unset_seed or cls.volatile or cls.has_fingerprint(),
-        volatile=cls.volatile, fingerprinted=cls.has_fingerprint(),
+        dynamic=bool(bound) or unset_seed or cls.volatile or fingerprinted,
+        volatile=cls.volatile, fingerprinted=fingerprinted,
         sources=tuple(dict.fromkeys(src for _, src, _ in links)),
     )
 
