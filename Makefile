@@ -12,7 +12,7 @@ PIP_QUIET ?= --quiet
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing pinned dependencies into $(VENV) (first run: torch and friends take a few minutes)..."
-	$(BIN)/python -m pip install $(PIP_QUIET) -c constraints.txt -e '.[models,test]'
+	$(BIN)/python -m pip install $(PIP_QUIET) -c constraints.txt -e '.[models,test,workers]'
 	@echo "dependencies installed"
 	touch $(STAMP)
 
@@ -23,11 +23,15 @@ run: $(STAMP)
 	$(BIN)/flow serve$(if $(PORT), --port $(PORT))
 
 test: $(STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)  # the worker tests' broker
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)  # the PostgreSQL job-store tests
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)  # the web tests' browser
 	$(BIN)/python -m pytest
 
 # The suite without the tests marked slow (real `flow serve` processes, the fuzz, the longest runs).
 test-fast: $(STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)  # the worker tests' broker
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)  # the PostgreSQL job-store tests
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)  # the web tests' browser
 	$(BIN)/python -m pytest -m "not slow"
 

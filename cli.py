@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from cli_endpoints import FlowCLI
+from cli_endpoints import FlowCLI, input_files
 from cli_run import (
     EXIT_FAILED, Progress, build_engine, load_settings, model_manager, report_invalid, run_local, run_remote,
     server_options, show,
@@ -67,12 +67,16 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 @server_options
 def run(workflow, params, outputs, server, token, out_dir, as_json, debug):
     """Run WORKFLOW (a .json file, the name of a saved workflow, or a file flow saved: PNG, WAV, MP4...)."""
+    from engine import InvalidWorkflow
+
     settings = load_settings(output_dir=out_dir)
     raw = _parse_params(params)
+    try:  # an image param naming a file here (relative to this folder) goes to the input folder / the server
+        raw = input_files(lambda: _load(workflow, settings), raw, settings, server, token)
+    except InvalidWorkflow as exc:
+        report_invalid(exc)
     progress = Progress(enabled=not as_json and sys.stderr.isatty())
     if server:
-        from engine import InvalidWorkflow
-
         try:
             wf = _load(workflow, settings)
             values = _engine_free_params(wf, raw)
@@ -109,12 +113,47 @@ def serve(host, port, insecure_no_token):
     level = settings.log_level.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise click.UsageError(f"FLOW_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    if settings.broker_url:
+        try:
+            import celery  # noqa: F401
+            import redis  # noqa: F401
+        except ImportError:
+            raise click.UsageError("FLOW_BROKER_URL is set but worker mode needs celery and redis: "
+                                   "pip install -e '.[workers]'") from None
     from gateway.logs import configure
 
     configure(level)
     from server import serve as run_server
 
     run_server(settings, build_engine(settings))
+
+
+@main.command()
+@click.option("--queues", "-Q", default="gpu,cpu", show_default=True,
+              help="capability queues to take jobs from, comma-separated (a box without a GPU: cpu)")
+@click.option("--name", "-n", default=None, help="this worker's name (default: host name and process id)")
+def worker(queues, name):
+    """Run jobs a gateway sends through FLOW_BROKER_URL (one job at a time; start one per GPU).
+
+    The worker writes outputs to FLOW_OUTPUT_DIR, which must be the gateway's (a shared folder).
+    """
+    settings = load_settings()
+    if not settings.broker_url:
+        raise click.UsageError("FLOW_BROKER_URL is not set: the worker takes jobs from that broker, "
+                               "e.g. FLOW_BROKER_URL=redis://127.0.0.1:6379/0 flow worker")
+    try:
+        import celery  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError:
+        raise click.UsageError("worker mode needs celery and redis: pip install -e '.[workers]'") from None
+    from engine.worker import Worker
+    from gateway.logs import configure
+    from gateway.present import Presenter
+
+    configure(settings.log_level.strip().upper() or "INFO")
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    Worker(settings, build_engine(settings), Presenter(settings.output_dir).result_json, name=name,
+           queues=chosen).run()
 
 
 @main.command()
@@ -261,7 +300,7 @@ def models_command(ctx, as_json):
     if not found:
         click.echo("no models yet; fetch one with: flow pull hf:ORG/NAME or flow pull ollama:NAME")
     for m in found:
-        click.echo(f"{m.ref:<50} {m.size / 2**30:8.2f} GiB  {m.location}")
+        click.echo(f"{m.ref:<50} {m.size / 2**30:8.2f} GiB  {m.location}" + (f"  [{m.family}]" if m.family else ""))
 
 
 @models_command.command("loaded")

@@ -157,6 +157,9 @@ def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
                     pass  # a bare word is a JSON string
             values[pname] = value
         settings = load_settings(output_dir=out_dir)
+        for pname in values:
+            if any(spec.widget == "file" for spec in compiled.params[pname].specs):
+                values[pname] = _input_file(values[pname], pname, settings, server, token)
         progress = Progress(enabled=not as_json and sys.stderr.isatty())
         hint = _option_hint(click.get_current_context().command_path, positional)
         if server:
@@ -168,6 +171,44 @@ def _endpoint_command(name: str, endpoint: str, path) -> click.Command:
     command = click.Command(name, callback=callback, params=options,
                             help=f"POST {endpoint}: {workflow.description or workflow.name}")
     return server_options(command)
+
+
+def input_files(load, raw: dict[str, str], settings, server, token) -> dict[str, str]:
+    """`flow run -p NAME=./photo.png`: image params naming a file here as ``input:NAME`` refs (see
+    :func:`_input_file`); ``load()`` gives the workflow, loaded only when a value names an existing file."""
+    from pathlib import Path
+
+    if not any(v and Path(v).expanduser().is_file() for v in raw.values()):
+        return raw
+    import nodes
+    from engine.compile import compile_workflow
+
+    params = compile_workflow(load(), nodes.registry()).params
+    return {name: _input_file(value, name, settings, server, token)
+            if name in params and any(spec.widget == "file" for spec in params[name].specs) else value
+            for name, value in raw.items()}
+
+
+def _input_file(value, pname: str, settings, server, token):
+    """An image file named on the command line (relative to the current folder, or absolute) as the
+    ``input:NAME`` ref of its copy in the input folder, or of its upload to ``server``; other values as given."""
+    from pathlib import Path
+
+    from engine.errors import FlowError
+    from gateway.inputs import REF_PREFIX, store_input, upload
+
+    if not isinstance(value, str) or not value or value.startswith(REF_PREFIX):
+        return value
+    file = Path(value).expanduser()
+    if not file.is_file():
+        return value  # a path inside the input or output folder, resolved by the node
+    try:
+        raw = file.read_bytes()
+        return (upload(server, token, raw) if server else store_input(settings.input_dir, raw))["ref"]
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {value!r} ({exc.strerror})", param_hint=f"--{pname}") from exc
+    except FlowError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}", param_hint=f"--{pname.replace('_', '-')}") from exc
 
 
 def _limits(info) -> str:

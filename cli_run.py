@@ -50,7 +50,7 @@ def build_engine(settings):
     from nodes.llm import TextBackends
 
     models = model_manager(settings)
-    config = {"text": TextBackends.from_settings(settings)}
+    config = {"text": TextBackends.from_settings(settings), "inputs": settings.input_dir}
     return Engine.from_settings(settings, nodes.registry(), models=models, config=config)
 
 

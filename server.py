@@ -19,6 +19,7 @@ from engine import Engine
 from engine.catalogue import Catalogue
 from engine.jobs import JobQueue
 from engine.jobstore import JobStore
+from engine.pgstore import open_store
 from engine.settings import Settings
 from gateway.files import WEB_DIR
 from gateway.jobs import endpoint_handler
@@ -43,9 +44,16 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
     app.on_response_prepare.append(security_headers)
     catalogue = catalogue or Catalogue(engine, settings.workflows_dir, reserved=reserved_prefixes())
     presenter = Presenter(settings.output_dir)
-    jobs = JobQueue(engine, store or JobStore(settings.jobs_db), present=presenter.result_json,
-                    workers=settings.job_workers, max_queued=settings.max_queued,
-                    requeue_limit=settings.requeue_limit, time_limit=settings.job_time_limit or None)
+    dispatch = None
+    if settings.broker_url:  # worker mode: jobs run on `flow worker` processes (engine/broker.py)
+        from engine.broker import Dispatcher
+
+        dispatch = Dispatcher(settings.broker_url, job_time_limit=settings.job_time_limit,
+                              requeue_limit=settings.requeue_limit, affinity=settings.broker_affinity)
+    jobs = JobQueue(engine, store or open_store(settings.jobs_db), present=presenter.result_json,
+                    workers=settings.max_queued if dispatch else settings.job_workers, max_queued=settings.max_queued,
+                    requeue_limit=settings.requeue_limit, time_limit=settings.job_time_limit or None,
+                    dispatch=dispatch)
     metrics = Metrics()
     engine.subscribe(metrics.observe)
     app[ENGINE], app[SETTINGS], app[CATALOGUE], app[JOBS] = engine, settings, catalogue, jobs
@@ -62,6 +70,8 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
         app.router.add_post(path, endpoint_handler(endpoint))
 
     async def lifecycle(app: web.Application):
+        if dispatch is not None:
+            dispatch.start()
         await jobs.start()
         probe = None
         if engine.models is not None and settings.probe_device:
@@ -74,6 +84,8 @@ def create_app(engine: Engine, settings: Settings, *, catalogue: Catalogue | Non
             await asyncio.wait([probe], timeout=30)
         await jobs.stop()
         jobs.store.close()
+        if dispatch is not None:
+            dispatch.close()
 
     app.cleanup_ctx.append(lifecycle)
 

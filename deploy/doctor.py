@@ -18,6 +18,7 @@ from engine.settings import Settings
 from .config_checks import (
     check_budgets, check_env_file, check_gfx_override, check_group_ids, check_ollama, wants_gpu,
 )
+from .doctor_broker import check_broker
 from .host import (
     Account, Commands, Gpu, gpus_from_rocminfo, gpus_from_sysfs, in_container, mem_total_bytes, read_dotenv,
     torch_hip_version,
@@ -80,6 +81,7 @@ def diagnose(
         check_ollama(settings.ollama_url, ollama_timeout),
         check_disk(settings.models_dir),
         check_budgets(settings, gpus, mem_total_bytes(root)),
+        check_broker(settings.broker_url),
     ))
 
 

@@ -16,6 +16,8 @@ from .errors import InvalidWorkflow
 from .executor import Engine
 from .workflow import Workflow
 
+#: node namespace -> the kind of model its model inputs take (engine.models.store.LocalModel.kind)
+MODEL_KINDS = {"image": "image", "video": "video", "music": "audio", "text": "text"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,11 @@ class Endpoint:
             widgets = {spec.widget for spec in info.specs}
             if len(widgets) == 1 and None not in widgets:
                 schema["x-flow-widget"] = widgets.pop()  # the form's control (engine/node.py WIDGETS)
+                if schema["x-flow-widget"] == "model":  # the kind of model its picker offers (image, text...)
+                    kinds = {MODEL_KINDS.get(self.compiled.steps[node].cls.type.split(".")[0])
+                             for node, _ in info.bind}
+                    if len(kinds) == 1 and None not in kinds:
+                        schema["x-flow-model-kind"] = kinds.pop()
             if name in effective:
                 schema["default"] = effective[name]
             properties[name] = schema

@@ -204,6 +204,20 @@ class BackendFailed(FlowError):
     status = 502
 
 
+class RemoteRateLimited(FlowError):
+    """A remote provider (AI Horde) answered 429: too many requests; wait, or use an API key with a higher limit."""
+
+    kind = "rate_limited"
+    status = 429
+
+
+class RemoteRefused(FlowError):
+    """A remote provider refused the request (AI Horde's 403: not enough kudos, an anonymous key's limits)."""
+
+    kind = "remote_refused"
+    status = 502
+
+
 class PrivacyRefused(FlowError):
     """A request would leave this machine while privacy is strict."""
 

@@ -33,8 +33,10 @@ class JobQueue:
 
     def __init__(self, engine: Engine, store: JobStore, *, present: PresentResult, workers: int = 1,
                  max_queued: int = 100, requeue_limit: int = 1, time_limit: float | None = None,
-                 log: logging.Logger | None = None):
+                 log: logging.Logger | None = None, dispatch: Any = None):
         self.engine = engine
+        #: runs jobs elsewhere (engine.broker.Dispatcher: Celery workers); None runs them here
+        self.dispatch = dispatch
         self.store = store
         self.present = present
         self.max_queued = max_queued
@@ -68,7 +70,7 @@ class JobQueue:
         self._wake = asyncio.Event()
         now = time.time()
         for record in self.store.with_state(RUNNING):
-            if record.attempts <= self.requeue_limit:
+            if record.attempts <= self.requeue_limit or self.dispatch is not None:  # a worker counts its tries
                 record.state = QUEUED
                 self.recovered["requeued"] += 1
             else:
@@ -279,7 +281,7 @@ class JobQueue:
         record = self._live_state(job_id, self._records.get(job_id) or self.store.get(job_id, workflow=False))
         if record.terminal:
             raise JobEnded(f"job {job_id!r} already ended ({record.state}); nothing to cancel")
-        if record.state == QUEUED:
+        if record.state == QUEUED and (self.dispatch is None or job_id in self._queue):
             self._queue.remove(job_id)
             self._workflows.pop(job_id, None)
             self._bound.pop(job_id, None)
@@ -317,7 +319,7 @@ class JobQueue:
                 await self._wake.wait()
             job_id = self._queue.popleft()
             try:
-                await self._run(job_id)
+                await (self._run(job_id) if self.dispatch is None else self.dispatch.run(self, job_id))
             except asyncio.CancelledError:
                 raise
             except Exception:  # the worker must survive anything a job does

@@ -324,27 +324,31 @@ class JobStore:
 
     # -- reading -------------------------------------------------------------------------------
 
+    #: the SQL dialect's parameter placeholder (PostgreSQL's store: "%s")
+    _P = "?"
+    #: a job with its workflow document: stored once by hash, or (older databases) by job id, or in the row
+    _WITH_DOC = (f"SELECT {_JOINED}, coalesce(d.doc, w.doc, j.workflow) AS doc FROM jobs j "
+                 "LEFT JOIN documents d ON d.hash = j.doc_hash LEFT JOIN workflows w ON w.id = j.id WHERE j.id=?")
+
     def get(self, job_id: str, *, workflow: bool = True) -> JobRecord | None:
         """The job with this id (and its workflow, unless ``workflow`` is false), or None."""
         with self._db() as db:
             if not workflow:
-                row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
+                row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id={self._P}", (job_id,)).fetchone()
                 return None if row is None else _record(row)
-            row = db.execute(f"SELECT {_JOINED}, coalesce(d.doc, w.doc, j.workflow) AS doc FROM jobs j "
-                             "LEFT JOIN documents d ON d.hash = j.doc_hash "
-                             "LEFT JOIN workflows w ON w.id = j.id WHERE j.id=?", (job_id,)).fetchone()
+            row = db.execute(self._WITH_DOC, (job_id,)).fetchone()
         return None if row is None else _record(row, large.loads(row["doc"]))
 
     def page(self, *, state: str | None = None, limit: int = 50, before: int | None = None) -> list[JobRecord]:
         """Newest first, without their workflows; ``before`` is a ``seq`` to continue from (the last one's)."""
-        sql, args = f"SELECT {_COLUMNS} FROM jobs WHERE 1=1", []
+        p, sql, args = self._P, f"SELECT {_COLUMNS} FROM jobs WHERE 1=1", []
         if state is not None:
-            sql += " AND state=?"
+            sql += f" AND state={p}"
             args.append(state)
         if before is not None:
-            sql += " AND seq<?"
+            sql += f" AND seq<{p}"
             args.append(before)
-        sql += " ORDER BY seq DESC LIMIT ?"
+        sql += f" ORDER BY seq DESC LIMIT {p}"
         args.append(limit)
         with self._db() as db:
             rows = db.execute(sql, args).fetchall()
@@ -353,14 +357,14 @@ class JobStore:
     def with_state(self, state: str) -> list[JobRecord]:
         """Every job in ``state``, oldest first, without their workflows (``get`` has them)."""
         with self._db() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state=? ORDER BY seq", (state,)).fetchall()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state={self._P} ORDER BY seq", (state,)).fetchall()
         return [_record(row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of jobs per state."""
         with self._db() as db:
-            return {row[0]: row[1] for row in db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
-
+            rows = db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
+        return {row["state"]: row["n"] for row in rows}
 
 def _record(row: sqlite3.Row, workflow: dict | None = None) -> JobRecord:
     return JobRecord(

@@ -76,6 +76,10 @@ class ProductStore:
     """The products table of the job database; each call opens its own short-lived connection."""
 
     def __init__(self, db_path: str | Path, files_root: str | Path):
+        if "://" in str(db_path):  # jobs in PostgreSQL (FLOW_JOBS_DB=postgresql://...): products stay in SQLite
+            from .settings import _data_home
+
+            db_path = _data_home() / "products.sqlite3"
         self.path = Path(db_path)
         self.files_root = Path(files_root)
         self.path.parent.mkdir(parents=True, exist_ok=True)

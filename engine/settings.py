@@ -23,6 +23,8 @@ class Settings:
 
     #: where saved files (texts, images, audio, video) go
     output_dir: Path = field(default_factory=lambda: Path("outputs"))
+    #: where input images live: uploads (POST /inputs) and files the CLI is given (`input:NAME` refs)
+    input_dir: Path = field(default_factory=lambda: Path("inputs"))
     #: saved workflows (each gateway endpoint is one)
     workflows_dir: Path = field(default_factory=lambda: _PROJECT / "workflows")
     #: upper bound of the in-memory output cache, in bytes (0 turns the cache off)
@@ -50,8 +52,9 @@ class Settings:
     hf_endpoint: str = "https://huggingface.co"
     #: Hugging Face token for gated or private repos; faces fill it from HF_TOKEN (never printed)
     hf_token: str = field(default="", repr=False)
-    #: where text requests may go: "strict" never leaves this machine (local models only);
-    #: "flexible" allows a remote OpenAI-compatible model when a request names one
+    #: where model requests (text and images) may go: "strict" never leaves this machine (local models
+    #: only); "flexible" allows a remote model (openai: on another server, horde:) when a request names
+    #: one, and the fallback models (one rule for every modality: engine/routing.py)
     privacy: str = "strict"
     #: let outbound fetches (web.extract, image.load from a URL) reach loopback, private and link-local
     #: addresses (intranets, tests); cloud metadata addresses stay refused
@@ -68,6 +71,18 @@ class Settings:
     text_model: str = ""
     #: with privacy "flexible": the model a text node falls back to when its local one is unavailable
     text_fallback_model: str = ""
+    #: with privacy "flexible": the model an image node falls back to when its local one is missing, out of
+    #: memory or its backend is down, and what `model: "auto"` picks then (e.g. horde:stable_diffusion)
+    image_fallback_model: str = ""
+    #: the AI Horde v2 API that `horde:MODEL` refs use (a community GPU queue: prompts leave this machine)
+    horde_url: str = "https://aihorde.net/api/v2"
+    #: AI Horde API key (never printed); the anonymous key 0000000000 is the lowest priority in its queue
+    horde_api_key: str = field(default="0000000000", repr=False)
+    #: seconds between AI Horde status checks (its check route allows 10/s; the wait it reports can stretch it)
+    horde_poll_interval: float = 2.0
+    #: seconds a `horde:` request may wait and run before it is cancelled on the Horde (its requests go stale
+    #: after ~10 minutes)
+    horde_timeout: float = 600.0
     #: seconds to wait for a backend (Ollama, an OpenAI-compatible server, the Hugging Face hub) to accept
     #: a connection
     backend_connect_timeout: float = 10.0
@@ -95,6 +110,11 @@ class Settings:
     jobs_db: Path = field(default_factory=lambda: _data_home() / "jobs.sqlite3")
     #: jobs running at once (one GPU: 1)
     job_workers: int = 1
+    #: the broker of worker mode, e.g. redis://127.0.0.1:6379/0: the gateway sends jobs to `flow worker`
+    #: processes (one per GPU, on this box or others) instead of running them; "" runs them in-process
+    broker_url: str = field(default="", repr=False)
+    #: worker mode: send a job that names a model to the worker that reports it loaded (model affinity)
+    broker_affinity: bool = True
     #: jobs allowed to wait; more are answered 429 with Retry-After
     max_queued: int = 100
     #: seconds a job may run before it is cancelled (0: no limit)
@@ -136,7 +156,8 @@ def _coerce(name: str, raw: str, annotation: str):
     kind = str(annotation)
     try:
         if "Path" in kind:
-            return Path(raw).expanduser()
+            # a database URL (FLOW_JOBS_DB=postgresql://...) stays a string: a Path would fold its "//"
+            return raw if "://" in raw else Path(raw).expanduser()
         if "int" in kind:
             return int(raw.replace("_", ""))
         if "float" in kind:

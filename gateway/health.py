@@ -25,6 +25,9 @@ async def health(request: web.Request) -> web.Response:
                        "stuck_nodes": [{"node_type": s["node_type"], "stuck_s": s["stuck_s"]} for s in stuck]}
     if engine.models is not None:
         body["models"] = await asyncio.get_running_loop().run_in_executor(None, _model_health, engine.models)
+    dispatch = request.app[JOBS].dispatch
+    if dispatch is not None:  # worker mode: the workers that answer, their queues, models and memory
+        body["broker"] = await asyncio.get_running_loop().run_in_executor(None, dispatch.health)
     problems = request.app[CATALOGUE].problems
     if problems:
         body["workflow_problems"] = problems

@@ -12,9 +12,10 @@ from engine.errors import InvalidRequest
 from engine.job_events import terminal_event
 from engine.jobstore import STATES, JobRecord
 
-from .keys import JOBS, PRESENTER, SETTINGS
+from .keys import CATALOGUE, JOBS, PRESENTER, SETTINGS
 from .parse import json_body, query_choice, query_int, query_number, wants_async
 from .present import dumps, job_status
+from .presets import apply as apply_preset
 
 
 def job_url(request: web.Request, job_id: str) -> str:
@@ -58,8 +59,10 @@ def endpoint_handler(endpoint: Endpoint):
 
     async def handle(request: web.Request) -> web.Response:
         params = await json_body(request, required=False)
+        # {"preset": NAME}: the preset's workflow, the other params on top (gateway/presets.py)
+        workflow, params = apply_preset(request.app[CATALOGUE], endpoint, params)
         # `answer` waits until the record is committed before it answers, 202 or result
-        record = await request.app[JOBS].accept(endpoint.workflow, params, name=endpoint.name, wait_stored=False)
+        record = await request.app[JOBS].accept(workflow, params, name=endpoint.name, wait_stored=False)
         return await answer(request, record, outputs_only=endpoint.workflow.answer == "outputs")
 
     handle.__name__ = f"endpoint_{endpoint.name}"

@@ -25,8 +25,12 @@ async def models_loaded(request: web.Request) -> web.Response:
 
     def report():
         models.device  # probe the device and budget first (imports torch once) so the report names them
-        return models.report().to_json()
+        body = models.report().to_json()
+        if dispatch is not None:  # worker mode: each worker's models and memory (they run the jobs)
+            body["workers"] = dispatch.health()["workers"]
+        return body
 
+    dispatch = request.app[JOBS].dispatch
     return web.json_response(await asyncio.get_running_loop().run_in_executor(None, report))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import catalogue, files, health, images_api, jobs, models, ollama_api, openai_compat, products
+from . import catalogue, files, health, images_api, inputs, jobs, models, ollama_api, openai_compat, presets, products
 from .api_schemas import CHAT_STREAM, REF, STATES, job_stream_schema
 from .extract import workflow_extract
 from .spec import (MEDIA, answer_json, errors, file_answers, get_op, job_answers, json_content, ollama_errors, op,
@@ -52,6 +52,10 @@ _ANY_OBJECT, _ARRAY = {"type": "object"}, {"type": "array", "items": {"type": "o
 _HTML = {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}
 _REF = {"type": "string", "description": "hf:ORG/NAME[@REV], ollama:NAME[:TAG], or a local folder"}
 _OPENAI_ERRORS = (400, 404, 409, 413, 415, 422, 429, 502, 503)
+_INPUT = {"type": "object", "required": ["ref", "name", "width", "height", "format", "bytes", "sha256"],
+          "properties": {"ref": {"type": "string", "description": "input:NAME, for image params (e.g. image_path)"},
+                         "name": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+                         "format": {"type": "string"}, "bytes": {"type": "integer"}, "sha256": {"type": "string"}}}
 _PRODUCT_ID = path_param("id", "the product id (32 hex digits, from POST /products or GET /products)")
 _PRODUCT = {"type": "object", "required": ["id", "name", "images", "source_urls", "created", "updated"]}
 _PRODUCT_FIELDS = {"type": "object", "additionalProperties": False, "properties": {
@@ -126,6 +130,9 @@ ROUTES: list[Route] = [
           _tagged("catalogue", lambda s, t: get_op(s, _ANY_OBJECT, t))),
     Route("GET", "/workflows", catalogue.workflows, "saved workflows",
           _tagged("catalogue", lambda s, t: get_op(s, _ARRAY, t))),
+    Route("GET", "/presets", presets.list_presets,
+          "saved presets (workflows/presets/) with their fixed and open params; run one: {\"preset\": NAME}",
+          _tagged("catalogue", lambda s, t: get_op(s, _ANY_OBJECT, t))),
     Route("POST", "/workflows/extract", workflow_extract,
           "the workflow a file flow saved carries (PNG, WebP, JPEG, WAV, FLAC, OGG, MP3, MP4, GIF, or its sidecar)",
           _tagged("catalogue", lambda s, t: op(s, t, {
@@ -200,6 +207,17 @@ ROUTES: list[Route] = [
               params=[_PRODUCT_ID, query("timeout", {"type": "number", "minimum": 0, "maximum": 86400},
                                          "seconds to wait for the result before answering 202")],
               body=json_content(_DESCRIBE), body_required=False))),
+    # -- inputs (gateway/inputs.py)
+    Route("POST", "/inputs", inputs.post_input,
+          "upload an input image (multipart or the raw image); answers the input:NAME ref image params take",
+          _tagged("files", lambda s, t: op(s, t, {"201": answer_json(_INPUT, "the stored input"),
+                                                  **errors(400, 413, 415)},
+                                           body={"multipart/form-data": {"schema": {
+                                               "type": "object", "required": ["file"], "properties": {
+                                                   "file": {"type": "string", "format": "binary"}}}},
+                                               **{t_: {"schema": {"type": "string", "format": "binary"}}
+                                                  for t_ in sorted(inputs.RAW_TYPES)}})),
+          body_types=frozenset({"multipart/form-data", *inputs.RAW_TYPES})),
     # -- files
     Route("GET", "/files/{path:.+}", files.files, "an output file (no hidden, database or temporary file)",
           _tagged("files", lambda s, t: op(s, t, file_answers(), params=[

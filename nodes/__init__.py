@@ -13,7 +13,7 @@ NODES = [
     video.Generate, video.Save, video.Mux,
     llm.Generate, llm.Evaluate, llm.Edit, llm.Chat, llm.Embed, llm.DescribeImage, llm.media.Converse,
     llm.media.DescribeProduct,
-    image.Generate, image.Edit, image.Load, image.Save,
+    image.Generate, image.Edit, image.Load, image.Save, image.Upscale,
     web.Extract,
 ]
 

@@ -14,7 +14,7 @@ EXPECTED = {
     "not_found": 404, "model_not_found": 404, "unsafe_path": 404,
     "cancelled": 409, "conflict": 409, "too_large": 413, "unsupported_media_type": 415,
     "invalid_input": 422, "queue_full": 429,
-    "backend_failed": 502,
+    "backend_failed": 502, "remote_refused": 502, "rate_limited": 429,
     "backend_unavailable": 503, "ollama_unavailable": 503, "not_configured": 503, "out_of_memory": 503,
     "pull_failed": 503,
     "bad_url": 400, "fetch_refused": 403, "fetch_limit": 422, "fetch_failed": 502,

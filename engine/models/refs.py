@@ -17,6 +17,8 @@ from typing import Literal, Sequence
 from ..errors import InvalidModelRef
 
 MAX_REF_LENGTH = 256
+#: checkpoint files refused: unpickling them can run arbitrary code
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 # The Hub's own rules: letters, digits, '-', '_', '.'; at most 96 characters; no '--' or '..'.
@@ -143,4 +145,12 @@ def _parse_local(text: str, roots: Sequence[str | os.PathLike], help_: str) -> M
             raise InvalidModelRef(f"model folder {text!r} leads outside {os.fspath(root)!r} (through a symlink)")
         if os.path.isdir(candidate):
             return ModelRef("local", candidate)
+        if os.path.isfile(candidate):
+            suffix = os.path.splitext(candidate)[1].lower()
+            if suffix == ".safetensors":  # a single-file checkpoint (SD 1.5, 2.x, SDXL), as A1111 and ComfyUI load
+                return ModelRef("local", candidate)
+            if suffix in PICKLE_SUFFIXES:
+                raise InvalidModelRef(f"model file {text!r} is a pickle checkpoint ({suffix}), which can run code "
+                                      "when loaded; flow loads safetensors only: use the .safetensors release of "
+                                      "the model, or convert it once in a sandbox")
     raise InvalidModelRef(f"no model folder {text!r} under {', '.join(repr(os.fspath(r)) for r in roots)}; {help_}")

@@ -26,10 +26,18 @@ class LocalModel:
     source: str
     size: int
     location: str
+    #: what it makes: text, image, video, audio, lora (None = not recognised); the web page's pickers filter by it
+    kind: str | None = None
+    #: a single-file checkpoint's family, from its keys: sd1, sd2, sdxl (see :func:`checkpoint_family`)
+    family: str | None = None
 
     def to_json(self) -> dict:
         """JSON form for `flow models --json` and the gateway."""
-        return {"ref": self.ref, "source": self.source, "size": self.size, "location": self.location}
+        found = {"ref": self.ref, "source": self.source, "size": self.size, "location": self.location,
+                 "kind": self.kind}
+        if self.family is not None:
+            found["family"] = self.family
+        return found
 
 
 class ModelStore:
@@ -108,14 +116,26 @@ class ModelStore:
 
     def list(self) -> list[LocalModel]:
         """Every model on this machine: hf snapshots, local folders, and Ollama's (when reachable)."""
-        found = [LocalModel(ref, "hf", size, str(path)) for ref, size, path in hf.local_models(self.hf_cache)]
+        found = [LocalModel(ref, "hf", size, str(path), folder_kind(path))
+                 for ref, size, path in hf.local_models(self.hf_cache)]
         for root in self.roots:
             if root.is_dir():
                 folders = {m.parent for pattern in ("*/config.json", "*/model_index.json") for m in root.glob(pattern)}
-                found += [LocalModel(str(f), "local", hf.dir_bytes(f), str(f)) for f in sorted(folders)]
+                # NAME.config/ beside NAME.safetensors is that checkpoint's configs, not a model of its own
+                folders = {f for f in folders
+                           if not (f.suffix == ".config" and f.with_suffix(".safetensors").is_file())}
+                found += [LocalModel(str(f), "local", hf.dir_bytes(f), str(f), folder_kind(f)) for f in sorted(folders)]
+                # single files at the top of a root or one folder down (checkpoints/, loras/), not a model's own
+                files = {f for pattern in ("*.safetensors", "*/*.safetensors") for f in root.glob(pattern)
+                         if f.is_file() and f.parent not in folders}
+                for file in sorted(files):
+                    family = checkpoint_family(file)
+                    kind = "lora" if family == "lora" else "image" if family else None
+                    found.append(LocalModel(str(file), "local", file.stat().st_size, str(file), kind,
+                                            family if kind == "image" else None))
         if self.ollama is not None:
             try:
-                found += [LocalModel(f"ollama:{m.name}", "ollama", m.size, f"Ollama at {self.ollama.url}")
+                found += [LocalModel(f"ollama:{m.name}", "ollama", m.size, f"Ollama at {self.ollama.url}", "text")
                           for m in self.ollama.local()]
             except FlowError as exc:
                 log.warning("cannot list Ollama's models: %s", exc)
@@ -125,3 +145,71 @@ class ModelStore:
         if self.ollama is None:
             raise NotConfigured("no Ollama server is configured; set FLOW_OLLAMA_URL (e.g. http://127.0.0.1:11434)")
         return self.ollama
+
+
+def folder_kind(folder: Path) -> str | None:
+    """What a model folder makes, from its model_index.json or config.json (None when not recognised)."""
+    import json
+
+    try:
+        if (folder / "model_index.json").is_file():
+            name = str(json.loads((folder / "model_index.json").read_text()).get("_class_name", ""))
+            if any(word in name for word in ("Video", "Wan", "AnimateDiff")):
+                return "video"
+            if any(word in name for word in ("Audio", "Music")):
+                return "audio"
+            return "image"
+        if (folder / "config.json").is_file():
+            config = json.loads((folder / "config.json").read_text())
+            names = " ".join(map(str, config.get("architectures") or [config.get("model_type", "")]))
+            if "Musicgen" in names or "musicgen" in names:
+                return "audio"
+            if "CausalLM" in names or "ConditionalGeneration" in names:
+                return "text"
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def safetensors_header(file: Path) -> dict:
+    """The JSON header of a .safetensors file (tensor names, dtypes, shapes), read without loading weights."""
+    import json
+    import struct
+
+    with open(file, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        if size > 100 << 20:
+            raise ValueError(f"a header of {size} bytes")
+        return json.loads(f.read(size))
+
+
+def checkpoint_family(file: Path) -> str | None:
+    """A single-file checkpoint's family from its tensor names (the original LDM layout): ``sd1``, ``sd2``,
+    ``sdxl``, ``sdxl-refiner``, with ``-inpaint`` for a 9-channel UNet; ``lora`` for a LoRA; or None (not a
+    checkpoint flow knows)."""
+    try:
+        header = safetensors_header(file)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    keys = [k for k in header if k != "__metadata__"]
+    base = _base_family(keys)
+    first = header.get("model.diffusion_model.input_blocks.0.0.weight")
+    if base not in (None, "lora") and isinstance(first, dict) and (first.get("shape") or [0, 0])[1:2] == [9]:
+        return base + "-inpaint"
+    return base
+
+
+def _base_family(keys: list[str]) -> str | None:
+    if any("lora_" in k or ".lora." in k or "lora_A" in k or "lora_down" in k for k in keys[:200]):
+        return "lora"
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        return None
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl"
+    if any(k.startswith("conditioner.embedders.0.model.") for k in keys):
+        return "sdxl-refiner"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd2"  # OpenCLIP text encoder
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd1"  # OpenAI CLIP text encoder
+    return None

@@ -2,5 +2,6 @@
 
 from .diffuse import Edit, Generate
 from .files import Load, Save
+from .upscale import Upscale
 
-__all__ = ["Edit", "Generate", "Load", "Save"]
+__all__ = ["Edit", "Generate", "Load", "Save", "Upscale"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from engine import FLOAT, IMAGE, INT, MASK, TEXT, Input, InvalidInput, Node, Output, Seed
+from engine import FLOAT, IMAGE, INT, JSON, MASK, TEXT, Input, InvalidInput, Node, Output, Seed
 
-from .pipes import DEFAULT_MODEL, SCHEDULERS, diffuse, lease_and_run
+from . import horde
+from .pipes import DEFAULT_MODEL, LORAS_SCHEMA, SCHEDULERS, diffuse, lease_and_run, lora_files, lora_params
 from .values import Images, recipe_of
 
 MIN_SIDE, MAX_SIDE = 64, 2048
@@ -20,8 +21,12 @@ def _common_inputs(steps: int, guidance: float) -> dict[str, Input]:
                           default=guidance, minimum=0, maximum=30),
         "scheduler": Input(TEXT, "sampler; 'default' keeps the model's own", default="default", enum=list(SCHEDULERS)),
         "seed": Seed(),
-        "model": Input(TEXT, "diffusers model: hf:ORG/NAME, or a model folder under a models root",
+        "model": Input(TEXT, "diffusers model: hf:ORG/NAME, a model folder or .safetensors checkpoint under a "
+                             "models root; horde:MODEL for AI Horde (remote: needs privacy flexible); auto: local "
+                             "if present, else the fallback",
                        default=DEFAULT_MODEL, minLength=1, maxLength=256, widget="model"),
+        "loras": Input(JSON, "LoRAs to apply: [{\"path\": \"loras/NAME.safetensors\", \"weight\": 0.8}] (files "
+                             "under a models root, or ref hf:ORG/NAME)", default=None, **LORAS_SCHEMA),
     }
 
 
@@ -40,21 +45,28 @@ class Generate(Node):
     }
     outputs = {"images": Output(IMAGE, "the generated images")}
 
-    def run(self, ctx, prompt, negative_prompt, width, height, batch_size, steps, guidance, scheduler, seed, model):
+    def run(self, ctx, prompt, negative_prompt, width, height, batch_size, steps, guidance, scheduler, seed, model,
+            loras):
         seeds = [seed + i for i in range(batch_size)]
 
         def work(pipes):
             pipes.check_task("text2img", model)
+            pipes.use_loras(lora_files(ctx, loras))
             return diffuse(ctx, pipes, "text2img", scheduler, seeds, prompt=[prompt] * batch_size,
                            negative_prompt=[negative_prompt] * batch_size, width=width, height=height,
                            num_inference_steps=steps, guidance_scale=guidance)
 
-        pictures = lease_and_run(ctx, model, work)
+        # the routing rule (privacy, AI Horde, fallback): nodes/image/horde.py; Horde's seeds come back
+        made = horde.route(ctx, model, lambda ref: lease_and_run(ctx, ref, work), "text2img", seeds, prompt=prompt,
+                           negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+                           guidance=guidance, scheduler=scheduler)
+        pictures, seeds = made.images, made.seeds
         shared = {"prompt": prompt, "negative_prompt": negative_prompt, "width": width, "height": height,
-                  "steps": steps, "guidance": guidance, "scheduler": scheduler, "model": model}
+                  "steps": steps, "guidance": guidance, "scheduler": scheduler, "model": made.model,
+                  **lora_params(loras)}
         params, recipes = [], []
-        for image_seed in seeds:
-            params.append({"node": self.type, **shared, "seed": image_seed})
+        for i, image_seed in enumerate(seeds):
+            params.append({"node": self.type, **shared, "seed": image_seed, **made.extra[i]})
             # Image i alone: batch 1 with seed + i gives the same pixels (one generator per image).
             recipes.append(recipe_of(ctx.node_id, self.type, {**shared, "seed": image_seed, "batch_size": 1},
                                      "images", {}))
@@ -91,7 +103,7 @@ class Edit(Node):
             yield "mask", "mode 'inpaint' needs a mask; link a MASK (e.g. image.load's mask output)"
 
     def run(self, ctx, image, prompt, mask, mode, strength, image_guidance, negative_prompt, steps, guidance,
-            scheduler, seed, model):
+            scheduler, seed, model, loras):
         if image is None:
             raise InvalidInput("image", "no image was given; give an image to edit")
         pictures, mask_picture = _prepared(image, mask)
@@ -103,6 +115,7 @@ class Edit(Node):
 
         def work(pipes):
             task = _task(mode, mask_picture is not None, pipes, model)
+            pipes.use_loras(lora_files(ctx, loras))
             if task != "instruct" and int(steps * strength) < 1:  # params skip check(): the run checks again
                 raise InvalidInput("strength", _too_few_steps(steps, strength))
             args = dict(call)
@@ -114,14 +127,26 @@ class Edit(Node):
                 args.update(mask_image=[mask_picture] * n, width=width, height=height)
             return task, diffuse(ctx, pipes, task, scheduler, seeds, **args)
 
-        task, results = lease_and_run(ctx, model, work)
+        done = {}
+
+        def local(ref):
+            done["task"], results = lease_and_run(ctx, ref, work)
+            return results
+
+        # the routing rule (privacy, AI Horde img2img/inpainting, fallback): nodes/image/horde.py
+        made = horde.route(ctx, model, local, horde.edit_task(mode, mask_picture is not None), seeds, prompt=prompt,
+                           negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+                           guidance=guidance, scheduler=scheduler, sources=pictures, source_mask=mask_picture,
+                           strength=strength)
+        results, seeds = made.images, made.seeds
+        task = done.get("task") or horde.edit_task(mode, mask_picture is not None)
         shared = {"prompt": prompt, "negative_prompt": negative_prompt, "mode": mode, "strength": strength,
                   "image_guidance": image_guidance, "steps": steps, "guidance": guidance, "scheduler": scheduler,
-                  "model": model}
+                  "model": made.model, **lora_params(loras)}
         params, recipes = [], []
         for i, image_seed in enumerate(seeds):
             params.append({"node": self.type, "task": task, **shared, "seed": image_seed,
-                           "width": width, "height": height})
+                           "width": width, "height": height, **made.extra[i]})
             upstream = {"image": image.recipes[i]}
             if mask is not None:
                 upstream["mask"] = mask.recipe

@@ -6,9 +6,12 @@ import base64
 import binascii
 import io
 import re
+import threading
+from pathlib import Path
 
 from engine import BOOL, IMAGE, INT, JSON, MASK, TEXT, FlowError, Input, InvalidInput, Node, Output
 from engine.paths import safe_join
+from engine.provenance import encode
 from engine.saving import SaveNode, remember_saved
 
 from .values import FORMATS, Images, Mask, file_entries, recipe_of, save_image
@@ -18,6 +21,8 @@ MAX_PIXELS = 4096 * 4096
 #: an image fetched from a URL: at most this many bytes, this many seconds (through engine.fetch's SSRF guard)
 URL_MAX_BYTES = 32 << 20
 URL_TIMEOUT = 30.0
+#: how an upload in the input folder is named (gateway/inputs.py makes these)
+INPUT_REF = "input:"
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+(;[A-Za-z0-9=.-]+)*;base64,", re.I)
 
 
@@ -26,7 +31,8 @@ class Load(Node):
 
     type = "image.load"
     inputs = {
-        "path": Input(TEXT, "a file under the output folder (relative path), e.g. an earlier job's output",
+        "path": Input(TEXT, "input:NAME (an upload in the input folder), or a path relative to the input "
+                            "folder or, failing that, the output folder (e.g. an earlier job's output)",
                       default="", maxLength=1000, widget="file"),
         "data": Input(TEXT, "the image as base64 or a data URL (data:image/png;base64,...)", default="",
                       maxLength=64 << 20, widget="image"),
@@ -55,6 +61,8 @@ class Load(Node):
         path = inputs.get("path")
         if not path:
             return None
+        if path.startswith(INPUT_REF):
+            return None  # an upload's name is its content hash: the name is the key
         try:
             stat = safe_join(files.root, path).stat()
         except (OSError, FlowError):
@@ -70,7 +78,7 @@ class Load(Node):
             raise InvalidInput("data", "no image given: set 'data' (base64 or a data URL), 'path' (a file in "
                                        "the input folder) or 'url'")
         if path:
-            raw, which, source = _read(ctx.files.root, path), "path", {"path": path}
+            raw, which, source = _read(_folder_of(ctx, path), _name_in(path)), "path", {"path": path}
         elif url:
             raw, which, source = _download(ctx, url), "url", {"url": url}
         else:
@@ -83,6 +91,29 @@ class Load(Node):
         mask_value = Mask(mask_picture, recipe_of(ctx.node_id, self.type, inputs, "mask", {}))
         width, height = picture.size
         return {"image": image_value, "mask": mask_value, "width": width, "height": height}
+
+
+def _name_in(path: str) -> str:
+    """The path inside its folder: ``input:NAME`` is NAME."""
+    return path[len(INPUT_REF):] if path.startswith(INPUT_REF) else path
+
+
+def _folder_of(ctx, path: str):
+    """The folder ``path`` is read from: the input folder for ``input:`` refs and the files found there, else
+    the output folder (where earlier jobs' results are)."""
+    inputs = ctx.config.get("inputs")
+    if path.startswith(INPUT_REF):
+        if inputs is None:
+            raise InvalidInput("path", f"{path!r} names an upload, but this engine has no input folder; run it "
+                                       "through `flow` or the gateway (FLOW_INPUT_DIR)")
+        return inputs
+    if inputs is not None:
+        try:
+            if safe_join(inputs, path).is_file():
+                return inputs
+        except (OSError, FlowError):
+            pass  # _read reports it against the output folder
+    return ctx.files.root
 
 
 def _read(root, path: str) -> bytes:
@@ -144,9 +175,11 @@ def _open(raw: bytes, which: str, mask_from: str):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidInput(which, f"not a readable image ({exc}); give a PNG, JPEG or WebP image") from exc
     has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
-    if mask_from == "auto" and has_alpha:
-        # Transparent = repaint, the convention of image edit APIs.
-        mask = ImageOps.invert(picture.convert("RGBA").getchannel("A"))
+    alpha = picture.convert("RGBA").getchannel("A") if mask_from == "auto" and has_alpha else None
+    if alpha is not None and alpha.getextrema()[0] < 255:
+        # Transparent = repaint, the convention of image edit APIs (an alpha channel with no transparent
+        # pixel, as a browser canvas writes, marks nothing: then the white areas do).
+        mask = ImageOps.invert(alpha)
     else:
         mask = picture.convert("L")
     return picture.convert("RGB"), mask
@@ -174,7 +207,7 @@ class Save(SaveNode):
     def run(self, ctx, images, prefix, format, quality, embed, metadata):
         if images is None:
             raise InvalidInput("images", "no image (an optional image.load got none); nothing to save")
-        paths = []
+        paths, described = [], []
         for i, image in enumerate(images.images):
             # Each file describes its own image: the run's workflow with image i's seed, batch size 1.
             description = self.description(ctx, images.params[i], **images.picked(i, prefix, format)) if embed else None
@@ -182,10 +215,39 @@ class Save(SaveNode):
                 # Re-running an image file answers the paths of the images it re-made, as `files`.
                 description["workflow"].setdefault("outputs", {}).setdefault(
                     "files", {"from": ctx.node_id, "output": "paths"})
-
+            described.append(description)
+        # The same cached images saved the same way (an identical seeded request): the files written then.
+        key = encode({"save": [prefix, format, quality, embed, metadata], "files": described})
+        earlier = (getattr(images, _WRITTEN_ATTR, None) or {}).get(key)
+        if earlier and all(Path(p).is_file() for p in earlier):
+            remember_saved(ctx, images, earlier)
+            return {"paths": list(earlier), "path": earlier[0]}
+        for image, description in zip(images.images, described):
             def write(path, described, image=image):
                 save_image(image, path, format, quality, file_entries(described, metadata))
 
             paths.append(self.save(ctx, prefix, FORMATS[format], description, write)["path"])
+        if embed:  # without the description there is no telling two requests apart: each writes its files
+            _note_written(images, key, paths)
         remember_saved(ctx, images, paths)  # the faces show these files for `images`, no copy
         return {"paths": paths, "path": paths[0]}
+
+
+#: what an image value remembers of its saves: {save key: paths}, the latest few (a cached value is shared)
+_WRITTEN_ATTR = "_flow_written"
+_WRITTEN_KEEP = 8
+_written_lock = threading.Lock()
+
+
+def _note_written(images, key: str, paths: list[str]) -> None:
+    """Note on the (possibly cached) value that saving it as ``key`` wrote ``paths``: a repeat reuses them."""
+    with _written_lock:
+        written = dict(getattr(images, _WRITTEN_ATTR, None) or {})
+        written.pop(key, None)
+        written[key] = list(paths)
+        while len(written) > _WRITTEN_KEEP:
+            written.pop(next(iter(written)))
+        try:
+            object.__setattr__(images, _WRITTEN_ATTR, written)
+        except (AttributeError, TypeError):
+            pass

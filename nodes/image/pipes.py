@@ -37,6 +37,35 @@ class PipeSet:
 
     def __init__(self, base: Any):
         self.base = base
+        #: LoRA files loaded into this model (path, size, mtime) -> adapter name; kept for the next request
+        self.adapters: dict[tuple, str] = {}
+
+    def use_loras(self, files: list[tuple[Path, float]]) -> None:
+        """Apply these LoRAs at these weights for the next run (unfused: none of the base weights change, so the
+        next request sets other weights, or none, without reloading the model); load the ones not loaded yet."""
+        if not files and not self.adapters:
+            return
+        if not files:
+            self.base.disable_lora()
+            return
+        names, weights = [], []
+        for path, weight in files:
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            name = self.adapters.get(key)
+            if name is None:
+                name = f"lora{len(self.adapters)}"
+                try:
+                    self.base.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
+                except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                    raise InvalidInput("loras", f"{path.name} cannot be loaded as a LoRA of this model "
+                                                f"({type(exc).__name__}: {str(exc)[:200]}); give a LoRA made for "
+                                                "its family (SD 1.x, SD 2.x or SDXL) in safetensors") from exc
+                self.adapters[key] = name
+            names.append(name)
+            weights.append(weight)
+        self.base.enable_lora()
+        self.base.set_adapters(names, adapter_weights=weights)
 
     @property
     def components(self) -> dict:
@@ -114,8 +143,9 @@ class PipeSet:
                                         "a mask, or use a text-to-image model")
 
 
-def loader(device: str) -> Callable[[Path], PipeSet]:
-    """The manager's loader: `from_pretrained` on the CPU, half precision when it will run on a GPU."""
+def loader(device: str, hf_cache: Path | None = None) -> Callable[[Path], PipeSet]:
+    """The manager's loader: `from_pretrained` on the CPU, half precision when it will run on a GPU; a
+    `.safetensors` file is a single-file checkpoint (see checkpoints.py; ``hf_cache`` has its tokenizer)."""
 
     def load(folder: Path) -> PipeSet:
         import torch
@@ -124,6 +154,10 @@ def loader(device: str) -> Callable[[Path], PipeSet]:
         quiet_libraries("diffusers", "transformers")
 
         dtype = getattr(torch, dtype_for(device))
+        if folder.is_file():
+            from .checkpoints import load_single_file
+
+            return PipeSet(load_single_file(folder, dtype, hf_cache))
         try:
             base = DiffusionPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True,
                                                      variant=_variant(folder, device))
@@ -185,8 +219,47 @@ def diffuse(ctx, pipes: PipeSet, task: str, scheduler: str, seeds: list[int], **
     return images
 
 
+def lora_files(ctx, loras: list | None) -> list[tuple[Path, float]]:
+    """The LoRA files of a `loras` input ({path or ref, weight} each), found under the model roots."""
+    if not loras:
+        return []
+    store = ctx.require_models().store
+    found = []
+    for i, item in enumerate(loras):
+        ref = item.get("path") or item.get("ref")
+        if not isinstance(ref, str) or not ref:
+            raise InvalidInput("loras", f"item {i} names no LoRA; give {{\"path\": \"loras/NAME.safetensors\", "
+                                        "\"weight\": 0.8}")
+        where = store.path(ref)  # InvalidModelRef (400) for a bad reference, a pickle file, a missing one
+        if where.is_dir():  # a LoRA repository or folder: its one weights file
+            files = sorted(where.glob("*.safetensors"))
+            preferred = [f for f in files if f.name == "pytorch_lora_weights.safetensors"]
+            if len(preferred or files) != 1:
+                raise InvalidInput("loras", f"{ref!r} is a folder with {len(files)} .safetensors files; name one")
+            where = (preferred or files)[0]
+        found.append((where, float(item.get("weight", 1.0))))
+    return found
+
+
+def lora_params(loras: list | None) -> dict:
+    """The `loras` entry of saved parameters and recipes: [{path, weight}] as given (nothing when none)."""
+    if not loras:
+        return {}
+    return {"loras": [{"path": item.get("path") or item.get("ref"), "weight": float(item.get("weight", 1.0))}
+                      for item in loras]}
+
+
+#: the `loras` input of the image nodes (a list of {path or ref, weight})
+LORAS_SCHEMA = {"type": "array", "maxItems": 8, "items": {
+    "type": "object", "additionalProperties": False, "properties": {
+        "path": {"type": "string", "minLength": 1, "maxLength": 256},
+        "ref": {"type": "string", "minLength": 1, "maxLength": 256},
+        "weight": {"type": "number", "minimum": -4, "maximum": 4}}}}
+
+
 def lease_and_run(ctx, model: str, work: Callable[[PipeSet], Any]) -> Any:
     """Run `work(pipes)` on the model through the manager's out-of-memory ladder, holding the GPU lock."""
     manager = ctx.require_models()
     with ctx.gpu():
-        return manager.run(model, loader(manager.device), work, variant=VARIANT, progress=ctx.model_progress)
+        return manager.run(model, loader(manager.device, getattr(manager.store, "hf_cache", None)), work,
+                           variant=VARIANT, progress=ctx.model_progress)

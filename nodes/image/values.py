@@ -181,7 +181,10 @@ def text_entries(extra: dict | None) -> dict[str, str]:
 
 def a1111_parameters(params: dict) -> str:
     """The `parameters` text other image tools read (prompt, negative prompt, then key: value pairs)."""
-    lines = [str(params.get("prompt", ""))]
+    # LoRAs the way A1111 writes them: <lora:NAME:WEIGHT> in the prompt
+    loras = "".join(f" <lora:{Path(str(item.get('path'))).stem}:{item.get('weight', 1.0):g}>"
+                    for item in params.get("loras") or [] if isinstance(item, dict))
+    lines = [str(params.get("prompt", "")) + loras]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
     names = {"steps": "Steps", "scheduler": "Sampler", "guidance": "CFG scale", "seed": "Seed",

@@ -1,19 +1,18 @@
 """One small interface over the three text backends, chosen by the model reference, with privacy.
 
 `ollama:NAME[:TAG]` -> the Ollama server; `openai:MODEL` -> the configured OpenAI-compatible
-server; `hf:ORG/NAME[@REV]` or a local folder -> transformers in this process. Under strict
-privacy a backend outside this machine is refused before any request is made, and never used
-as a silent fallback.
+server; `hf:ORG/NAME[@REV]` or a local folder -> transformers in this process. Privacy and the
+fallback model follow the one routing rule of every modality (:mod:`engine.routing`): under
+strict privacy a backend outside this machine is refused before any request is made, and never
+used as a fallback.
 """
 
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
 
-from engine import OutOfMemory
-from engine.errors import InvalidModelRef, NotConfigured, PrivacyRefused
-from engine.net import is_loopback
+from engine import routing
+from engine.errors import InvalidModelRef, NotConfigured, PrivacyRefused  # noqa: F401  (PrivacyRefused: re-exported)
 from engine.models import OllamaUnavailable
 
 from .config import TextBackends
@@ -51,8 +50,8 @@ class Meter:
 
 
 def effective_privacy(config: TextBackends, requested: str) -> str:
-    """The stricter of the configured and the requested privacy."""
-    return "strict" if "strict" in (config.privacy, requested) else "flexible"
+    """The stricter of the configured and the requested privacy (:func:`engine.routing.effective_privacy`)."""
+    return routing.effective_privacy(config.settings, requested)
 
 
 def resolve(ctx, model: str, privacy: str, task: str = "chat") -> Backend:
@@ -70,7 +69,7 @@ def resolve(ctx, model: str, privacy: str, task: str = "chat") -> Backend:
             raise NotConfigured(f"model {model!r} needs an OpenAI-compatible server; set FLOW_OPENAI_BASE_URL "
                                 "(and FLOW_OPENAI_API_KEY), or name a local model")
         backend = OpenAIBackend(name, settings.openai_base_url, settings.openai_api_key,
-                                remote=not _is_loopback(settings.openai_base_url), timeouts=config.timeouts)
+                                remote=not routing.is_loopback_url(settings.openai_base_url), timeouts=config.timeouts)
     else:
         ref = manager.store.parse(model)
         if ref.source == "ollama":
@@ -80,34 +79,22 @@ def resolve(ctx, model: str, privacy: str, task: str = "chat") -> Backend:
             backend = OllamaBackend(manager, ref, keep_alive=settings.ollama_keep_alive, timeouts=config.timeouts)
         else:
             backend = TransformersBackend(manager, ref)
-    if backend.remote and effective_privacy(config, privacy) == "strict":
-        who = "the server's FLOW_PRIVACY" if config.privacy == "strict" else "this node's privacy input"
-        raise PrivacyRefused(
-            f"model {backend.ref} is served by {settings.openai_base_url}, outside this machine, and privacy is "
-            f"strict (set by {who}); use a local model (ollama:NAME or hf:ORG/NAME), or set privacy to flexible "
-            "in both FLOW_PRIVACY and the node"
-        )
+    if backend.remote:
+        routing.check(backend.ref, settings, privacy, where=settings.openai_base_url)
     return backend
 
 
 def complete(ctx, model: str, privacy: str, request: Request, task: str = "chat") -> Reply:
     """Run `request` on `model`; under flexible privacy, fall back to the configured model if it is unavailable."""
     backend = resolve(ctx, model, privacy, task)
-    try:
-        return _complete_on(ctx, backend, request)
-    except (OllamaUnavailable, OutOfMemory) as exc:
-        config = TextBackends.of(ctx)
-        fallback_model = config.settings.text_fallback_model
-        if not fallback_model or backend.remote:
-            raise
-        if effective_privacy(config, privacy) == "strict":
-            note = f"the fallback model {fallback_model} was not tried: privacy is strict"
-            raise type(exc)(f"{exc} ({note})") from exc
-        ctx.log.warning("%s is unavailable (%s); falling back to %s", backend.ref, exc, fallback_model)
-        fallback = resolve(ctx, fallback_model, privacy, task)
-        reply = _complete_on(ctx, fallback, request)
-        reply.usage["fallback_from"] = backend.ref
-        return reply
+
+    def attempt(ref: str) -> Reply:
+        return _complete_on(ctx, backend if ref == backend.ref else resolve(ctx, ref, privacy, task), request)
+
+    routed = routing.run(ctx, backend.ref, "text", attempt, requested=privacy, primary_remote=backend.remote)
+    if routed.fallback_from:
+        routed.result.usage["fallback_from"] = routed.fallback_from
+    return routed.result
 
 
 def _complete_on(ctx, backend: Backend, request: Request) -> Reply:
@@ -118,6 +105,5 @@ def _complete_on(ctx, backend: Backend, request: Request) -> Reply:
     return meter.finish(reply)
 
 
-def _is_loopback(url: str) -> bool:
-    """True when `url` names this machine (localhost, 127.0.0.0/8, ::1): requests stay here."""
-    return is_loopback(urlsplit(url).hostname or "")
+#: True when a URL names this machine (the rule lives in engine.routing)
+_is_loopback = routing.is_loopback_url

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import NotConfigured
+from engine.routing import PRIVACY, configured_privacy  # noqa: F401  (PRIVACY: re-exported)
 from engine.settings import Settings
 
 #: the engine configuration key of the text nodes
 KEY = "text"
-PRIVACY = ("strict", "flexible")
 
 # Defaults that fit a 12 GiB card, by task: (with an Ollama server, in-process).
 DEFAULTS = {
@@ -34,9 +33,7 @@ class TextBackends:
     settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self):
-        if self.privacy not in PRIVACY:
-            raise NotConfigured(f"privacy must be 'strict' or 'flexible', got {self.settings.privacy!r}; "
-                                "fix FLOW_PRIVACY")
+        configured_privacy(self.settings)  # checked once, here: the one rule lives in engine.routing
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TextBackends":
@@ -46,7 +43,7 @@ class TextBackends:
     @property
     def privacy(self) -> str:
         """"strict": never leave this machine; "flexible": remote models allowed when named."""
-        return (self.settings.privacy or "strict").strip().lower()
+        return configured_privacy(self.settings)
 
     @property
     def timeouts(self) -> tuple[float, float]:

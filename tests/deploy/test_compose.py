@@ -19,6 +19,7 @@ from engine.settings import Settings
 SCHEMA_DIR = REPO / "tests/deploy/compose-spec"
 GPU_SERVICES = ("ollama", "flow")
 CPU_SERVICES = ("ollama-cpu", "flow-cpu")
+WORKER_SERVICES = ("redis", "worker")  # profile workers: tests/workers/test_compose_workers.py
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err}; `$$` is a literal dollar
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
@@ -69,7 +70,7 @@ def test_the_schema_check_catches_a_broken_service(compose):
 
 def test_profiles_split_the_gpu_and_cpu_stacks(compose):
     services = compose["services"]
-    assert set(services) == {*GPU_SERVICES, *CPU_SERVICES}
+    assert set(services) == {*GPU_SERVICES, *CPU_SERVICES, *WORKER_SERVICES}
     for name in GPU_SERVICES:
         assert services[name]["profiles"] == ["gpu"]
     for name in CPU_SERVICES:

@@ -345,7 +345,7 @@ def test_diagnose_a_ready_host_passes(host, fake_bin, tmp_path, ollama_server):
     assert gpu.message == "gfx1031 (AMD Radeon RX 6750 XT), 12.0 GiB"  # sysfs memory, rocminfo name
     assert {c.name for c in report.checks} == {
         "docker", "compose", "docker_engine", "rocm", "gpu", "gfx_override", "groups", "group_ids",
-        "devices", "env_file", "ollama", "disk", "budgets"}
+        "devices", "env_file", "ollama", "disk", "budgets", "broker"}
 
 
 def test_diagnose_fails_on_a_wrong_override_and_renders_the_fix(host, fake_bin, tmp_path, ollama_server):

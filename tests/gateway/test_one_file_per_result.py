@@ -63,9 +63,10 @@ def test_image_and_music_results_are_one_file_each(tiny_models, settings):
             again = await (await client.get(f"/jobs/{job['id']}?media=base64")).json()
             assert [f["b64"] for f in again["outputs"]["files"]] == [f["b64"] for f in job["outputs"]["files"]]
 
-            # the same request again comes from the cache and is saved again: two more files, not four
-            await client.post("/image/gen", json=body)
-            assert len(files_under(out, ".png")) == 4
+            # the same seeded request again comes from the cache and writes no second copy (issue 13)
+            repeat = await (await client.post("/image/gen", json=body)).json()
+            assert len(files_under(out, ".png")) == 2
+            assert repeat["files"]["files"] == job["files"]["files"]
 
             music = await (await client.post("/music/gen", json={"prompt": "calm piano", "model": "musicgen",
                                                                   "duration": 0.5, "seed": 5})).json()

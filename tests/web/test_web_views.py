@@ -37,7 +37,7 @@ def test_endpoint_form_offers_the_schema_fields(page, server):
     assert page.get_by_label("scheduler").evaluate("s => [...s.options].map(o => o.text)")[1:] == [
         "default", "euler", "euler_ancestral", "dpmpp_2m", "ddim"]
     model = page.get_by_label("model", exact=True)
-    assert model.input_value() == "hf:stabilityai/sd-turbo"  # the model picker, the default selected
+    assert model.input_value() == ""  # the model picker starts on "(default)" (the server's default applies)
     options = model.evaluate("s => [...s.options].map(o => o.value)")
     assert any(o.endswith(TINY) for o in options)  # the local model is offered
     assert page.get_by_role("textbox", name="prompt", exact=True).get_attribute("required") is not None

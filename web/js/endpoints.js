@@ -1,9 +1,11 @@
 // The Endpoints view: one form per saved endpoint, built from the /endpoints request schemas.
 
-import { ApiError, get, post } from "./api.js";
+import { ApiError, get, post, request, token } from "./api.js";
 import { fill, h } from "./dom.js";
 import { buildForm, setModelChoices } from "./forms.js";
 import { resultView } from "./outputs.js";
+import { maskPainter } from "./mask.js";
+import { loadPresets, presetPicker } from "./presets.js";
 import { jobProgress, watchJob } from "./watch.js";
 
 let endpoints = [];
@@ -13,7 +15,7 @@ let localModels = [];
 export async function loadLocalModels() {
   try {
     const body = await get("/models");
-    localModels = body.models.map((m) => m.ref);
+    localModels = body.models.map((m) => ({ ref: m.ref, kind: m.kind || null }));
   } catch { localModels = []; }
   setModelChoices(localModels);
   return localModels;
@@ -21,10 +23,64 @@ export async function loadLocalModels() {
 
 export async function initEndpoints() {
   const list = document.getElementById("endpoint-list");
-  [endpoints] = await Promise.all([get("/endpoints"), loadLocalModels()]);
+  [endpoints] = await Promise.all([get("/endpoints"), loadLocalModels(), loadPresets()]);
   fill(list, endpoints.map((ep) => h("li", {},
     h("a", { href: `#endpoints${ep.path}`, "data-endpoint": ep.path, title: ep.summary }, ep.path))));
   if (!endpoints.length) fill(document.getElementById("endpoint-form-area"), h("p", {}, "No endpoints: put workflows with an `endpoint` in the workflows folder."));
+}
+
+let editor = null; // the image-edit form on screen: {ep, image, imagePath, mask, painter}
+
+/** The endpoint with an image and a mask to paint (image_edit), preferring /image/edit. */
+function editEndpoint() {
+  const takes = (ep) => ["image", "mask"].every((n) => ep.request?.properties?.[n]?.["x-flow-widget"] === "image");
+  return endpoints.find((e) => e.path === "/image/edit" && takes(e)) || endpoints.find(takes) || null;
+}
+
+function dataUrlOf(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+/** "Send to edit": open the edit form with the image at `url` (a result's file) as its input. */
+async function sendToEdit(url) {
+  const ep = editEndpoint();
+  if (!ep) return;
+  location.hash = `#endpoints${ep.path}`;
+  showEndpoint(ep.path);
+  const response = await fetch(url, { headers: token() ? { Authorization: `Bearer ${token()}` } : {} });
+  if (!response.ok || !editor) return;
+  const data = await dataUrlOf(await response.blob());
+  editor.imagePath?.set("");
+  editor.image.set(data);
+  await editor.painter.setImage(data);
+}
+
+window.addEventListener("flow:send-to-edit", (e) => { sendToEdit(e.detail.url); });
+
+/** The painter panel of an edit form: upload (POST /inputs) or take the image field's picture, paint the mask. */
+function editPanel(form) {
+  const named = (n) => form.fields.find((f) => f.name === n);
+  const image = named("image");
+  const mask = named("mask");
+  if (!image || !mask || image.input.tagName !== "TEXTAREA") return null;
+  const imagePath = named("image_path");
+  const painter = maskPainter({
+    async onUpload(file) {
+      const stored = await request("POST", "/inputs", file, { raw: true, headers: { "Content-Type": file.type || "application/octet-stream" } });
+      if (imagePath) { imagePath.set(stored.ref); image.set(""); } else image.set(await dataUrlOf(file));
+      await painter.setImage(URL.createObjectURL(file));
+    },
+  });
+  image.input.addEventListener("input", () => {
+    const v = image.input.value.trim();
+    if (v.startsWith("data:image/")) painter.setImage(v).catch(() => {});
+  });
+  return { image, imagePath, mask, painter };
 }
 
 /** The endpoint that serves the saved workflow `name` (a job's name), if any. */
@@ -48,6 +104,9 @@ export function showEndpoint(path) {
 
 function endpointForm(ep) {
   const form = buildForm(ep.request);
+  const presets = presetPicker(ep, form); // null when no preset belongs to this endpoint
+  const panel = editPanel(form);
+  editor = panel ? { ep, ...panel } : null;
   const id = `ep-${ep.workflow.replace(/[^A-Za-z0-9_-]/g, "_")}`;
   const message = h("p", { class: "error", role: "alert" });
   const status = h("div", { class: "run-status", role: "status", "aria-live": "polite" });
@@ -58,6 +117,8 @@ function endpointForm(ep) {
     h("h3", { id: `${id}-title` }, h("code", {}, `POST ${ep.path}`)),
     h("p", {}, ep.description || ep.summary),
     outputs ? h("p", { class: "muted" }, `Returns: ${outputs}`) : null,
+    panel ? panel.painter.element : null,
+    presets ? presets.element : null,
     form.element,
     h("div", { class: "actions" }, submit),
     message, status, result);
@@ -69,8 +130,13 @@ function endpointForm(ep) {
     fill(result);
     submit.disabled = true;
     let accepted;
+    if (panel) {
+      // the painted mask is sent; once cleared, the mask sent before is not sent again
+      if (panel.painter.hasMask()) panel.mask.set(panel.sent = panel.painter.maskDataURL());
+      else if (panel.sent && panel.mask.get() === panel.sent) panel.mask.set("");
+    }
     try {
-      accepted = await post(`${ep.path}?wait=false`, form.values());
+      accepted = await post(`${ep.path}?wait=false`, presets ? presets.body(form.values()) : form.values());
     } catch (err) {
       submit.disabled = false;
       showProblems(err, form, message);

@@ -3,11 +3,18 @@
 import { h } from "./dom.js";
 
 let uid = 0;
-let modelChoices = []; // refs of the models on disk, offered by every model picker
+let modelChoices = []; // the models on disk ({ref, kind} or bare refs), offered by the model pickers
 
-/** Set the model references the model pickers offer (besides each field's default). */
-export function setModelChoices(refs) {
-  modelChoices = refs;
+/** Set the models the model pickers offer (each picker keeps those of its kind, and the unrecognised). */
+export function setModelChoices(models) {
+  modelChoices = models;
+}
+
+/** The refs of `models` a picker for `kind` offers: that kind, or any kind when either is unknown. */
+function refsOfKind(models, kind) {
+  return models
+    .filter((m) => typeof m === "string" || !kind || !m.kind || m.kind === kind)
+    .map((m) => (typeof m === "string" ? m : m.ref));
 }
 
 /** The schema without a null alternative (`anyOf: [{...}, {type: null}]`), and whether null is allowed. */
@@ -80,10 +87,15 @@ export function buildField(name, schema, { value, required = false, models = mod
     get = () => (input.value === "" ? undefined : Number(input.value));
     set = (v) => { input.value = v === undefined || v === null ? "" : String(v); };
   } else if (kind === "text" && widget === "model") {
-    // The model picker: the default first and selected, the local models, and "other".
+    // The model picker: "(default)" first and selected (the server's default applies), then the local
+    // models of the kind this input takes (x-flow-model-kind), then "other".
     input = h("select", { id });
-    const refs = [...new Set([initial, ...models].filter((r) => typeof r === "string" && r))];
-    for (const ref of refs) input.append(h("option", { value: ref }, ref === schema.default ? `${ref} (default)` : ref));
+    input.dataset.modelKind = schema["x-flow-model-kind"] || "";
+    const shownDefault = typeof schema.default === "string" && schema.default ? ` — ${schema.default}` : "";
+    const noDefault = required && (schema.default === undefined || schema.default === null);
+    input.append(h("option", { value: "" }, noDefault ? "(choose a model)" : `(default)${shownDefault}`));
+    const refs = [...new Set(refsOfKind(models, schema["x-flow-model-kind"]).filter((r) => typeof r === "string" && r))];
+    for (const ref of refs) input.append(h("option", { value: ref }, ref));
     input.append(h("option", { value: "\u0000other" }, "other…"));
     const other = h("input", { type: "text", "aria-label": `${label}: other model reference`, hidden: true,
       placeholder: "hf:ORG/NAME, ollama:NAME or a local folder" });
@@ -117,7 +129,7 @@ export function buildField(name, schema, { value, required = false, models = mod
         const file = picker.files[0];
         if (!file) return;
         const reader = new FileReader();
-        reader.onload = () => { input.value = reader.result; };
+        reader.onload = () => { input.value = reader.result; input.dispatchEvent(new Event("input")); };
         reader.readAsDataURL(file);
       });
       extra = picker;
@@ -136,7 +148,8 @@ export function buildField(name, schema, { value, required = false, models = mod
   if (required && kind !== "bool") input.required = true;
   input.name = name;
   input.setAttribute("aria-describedby", `${helpId} ${errorId}`);
-  set(initial);
+  // A model picker starts on "(default)" unless given a value: the default is the server's to apply.
+  set(widget === "model" && value === undefined ? undefined : initial);
 
   const typeTag = flowType ? h("span", { class: "type-tag", "data-type": flowType }, flowType) : null;
   const labelEl = h("label", { for: id }, label, required ? h("span", { class: "req", title: "required", "aria-hidden": "true" }, " *") : null);

@@ -46,7 +46,10 @@ export function mediaView(url, name) {
   const link = h("a", { download: file, class: "download" }, `Download ${file}`);
   if (media) setFileUrl(media, "src", url);
   setFileUrl(link, "href", url);
-  return h("div", { class: `media media-${kind}` }, media, link);
+  // An image can be edited next: the edit form (endpoints.js) listens for this event.
+  const send = kind === "image" ? h("button", { type: "button", class: "small send-to-edit" }, "Send to edit") : null;
+  send?.addEventListener("click", () => window.dispatchEvent(new CustomEvent("flow:send-to-edit", { detail: { url } })));
+  return h("div", { class: `media media-${kind}` }, media, link, send);
 }
 
 /**

@@ -1,0 +1,46 @@
+"""The broker's pure parts: capability queues, the delivery settings, events across the wire."""
+
+from __future__ import annotations
+
+from engine import broker
+from engine import events as ev
+
+
+def test_jobs_go_to_the_queue_of_what_they_need():
+    assert broker.queue_for({"nodes": {"a": {"type": "text.join", "inputs": {}},
+                                       "b": {"type": "web.extract", "inputs": {}}}}) == "cpu"
+    assert broker.queue_for({"nodes": {"g": {"type": "image.generate", "inputs": {"model": "hf:x/y"}}}}) == "gpu"
+    assert broker.queue_for({"nodes": {"t": {"type": "text.generate", "inputs": {}}}}) == "gpu"  # local default
+    cloud = {"nodes": {"t": {"type": "text.generate", "inputs": {"model": "openai:gpt-4o-mini"}}}}
+    assert broker.queue_for(cloud) == "cpu"  # an OpenAI-compatible cloud model needs no GPU here
+    assert broker.queue_for({}) == broker.queue_for(None) == "cpu"
+    assert broker.model_of({"nodes": {"a": {"type": "text.join", "inputs": {}},
+                                      "g": {"type": "image.generate", "inputs": {"model": "hf:a/b"}}}}) == "hf:a/b"
+
+
+def test_the_visibility_timeout_is_above_the_job_time_limit():
+    assert broker.visibility_timeout(3600) > 3600
+    assert broker.visibility_timeout(0) >= 86400  # no limit: a day
+
+
+def test_celery_is_configured_for_late_acks_and_one_job_at_a_time():
+    app = broker.celery_app("redis://127.0.0.1:1/0", 120)
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > 120
+
+
+def test_events_cross_the_wire_with_the_gateway_job_id():
+    for event in (ev.NodeStarted("w", node="n1", node_type="text.join"),
+                  ev.NodeProgress("w", node="n1", node_type="x", done=2, total=5, message="step"),
+                  ev.JobStarted("w", to_run=3, cached=1),
+                  ev.JobFailed("w", error="node_failed", message="m", node="n")):
+        back = broker.event_from_json(event.to_json(), "gateway-id")
+        assert type(back) is type(event) and back.job_id == "gateway-id"
+        assert {**back.to_json(), "job_id": "w"} == event.to_json()
+    assert broker.event_from_json({"event": "no.such"}, "x") is None
+
+
+def test_urls_lose_their_password():
+    assert broker.redact("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
+    assert broker.redact("redis://host:6379/0") == "redis://host:6379/0"
