@@ -96,12 +96,12 @@ class OutputFiles:
             )
         if not re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix):
             raise UnsafePath(f"file suffix {suffix!r} is not allowed; use e.g. '.txt'")
-        self.root.mkdir(parents=True, exist_ok=True)
         base = safe_join(self.root, prefix)
-        base.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             counter = self._next.get((base, suffix))
             if counter is None:  # first file of this name here: continue after the highest one on disk
+                self.root.mkdir(parents=True, exist_ok=True)
+                base.parent.mkdir(parents=True, exist_ok=True)
                 pattern = re.compile(re.escape(base.name) + r"_(\d+)" + re.escape(suffix) + "$")
                 taken = [int(m.group(1)) for p in base.parent.iterdir() if (m := pattern.match(p.name))]
                 counter = max(taken, default=0) + 1
@@ -114,5 +114,8 @@ class OutputFiles:
                         break
                 except FileExistsError:
                     continue
+                except FileNotFoundError:  # its folder was removed since: made again (no mkdir per file)
+                    base.parent.mkdir(parents=True, exist_ok=True)
+                    counter -= 1
             self._next[(base, suffix)] = counter
         return path

@@ -113,3 +113,13 @@ def test_cache_counts_what_a_value_keeps_alive():
     big = "z" * 1_000_000
     assert 1_000_000 <= size_of([big, big]) < 1_100_000
     assert size_of({"nested": [{"deep": big}]}) >= 1_000_000
+
+
+def test_output_files_make_a_removed_folder_again(tmp_path):
+    import shutil
+
+    files = OutputFiles(tmp_path / "out")
+    first = files.new_path("texts/story", ".txt")
+    shutil.rmtree(tmp_path / "out" / "texts")  # removed while the server runs
+    again = files.new_path("texts/story", ".txt")
+    assert again.parent == first.parent and again.exists() and again.name == "story_00002.txt"
