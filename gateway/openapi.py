@@ -12,6 +12,7 @@ from __future__ import annotations
 from engine.catalogue import Catalogue
 
 from .api_schemas import components
+from .presets import request_additions
 from .routes import Route
 from .spec import answer_json, job_answers, json_content, op, run_params
 
@@ -27,7 +28,11 @@ _DESCRIPTION = (
 def build_openapi(catalogue: Catalogue, routes: list[Route], version: str) -> dict:
     """The OpenAPI document (3.1, whose schemas are JSON Schema 2020-12 like our nodes')."""
     paths: dict = {}
+    preset_fields = request_additions(catalogue)
     for path, endpoint in sorted(catalogue.endpoints.items()):
+        request = endpoint.request_schema()
+        # {"preset": NAME} and the presets' own params (gateway/presets.py); the endpoint's own win
+        request["properties"] = {**preset_fields.get(path, {}), **request["properties"]}
         answers = job_answers(default_async=False)
         if endpoint.workflow.answer == "outputs":  # the outputs object alone
             names = sorted(endpoint.output_types())
@@ -35,7 +40,7 @@ def build_openapi(catalogue: Catalogue, routes: list[Route], version: str) -> di
                                          "finished: its outputs (the job's URL in Content-Location)")
         paths[path] = {"post": op(
             endpoint.summary, "endpoints", answers, params=run_params(False),
-            body=json_content(endpoint.request_schema()), body_required=False,
+            body=json_content(request), body_required=False,
             op_id="run_" + endpoint.name.replace("/", "_"), description=endpoint.workflow.description)}
     for route in routes:
         paths.setdefault(route.spec_path, {})[route.method.lower()] = route.operation(route.summary)

@@ -56,6 +56,22 @@ def _endpoint_of(catalogue: Catalogue, preset: Workflow) -> Endpoint | None:
     return catalogue.endpoints[max(fits)[1]] if fits else None
 
 
+def request_additions(catalogue: Catalogue) -> dict[str, dict[str, dict]]:
+    """Endpoint path -> the body properties its presets add: ``preset`` (their names) and each preset's own
+    open params (e.g. watercolor's ``subject``), for the endpoint's request schema in the OpenAPI document."""
+    found: dict[str, dict[str, dict]] = {}
+    for entry in describe(catalogue):
+        if entry["endpoint"] is None:
+            continue
+        added = found.setdefault(entry["endpoint"], {"preset": {
+            "enum": [], "description": "run this saved preset (GET /presets): its settings, the other params on top"}})
+        added["preset"]["enum"].append(entry["name"])
+        for name, schema in entry["request"]["properties"].items():
+            added.setdefault(name, {**schema, "description": f"{schema.get('description', '')} "
+                                                             f"(preset {entry['name']})".strip()})
+    return found
+
+
 def describe(catalogue: Catalogue) -> list[dict]:
     """``GET /presets``: name, description, endpoint, fixed params (with values) and open params."""
     listed = []

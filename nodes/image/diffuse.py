@@ -27,6 +27,9 @@ def _common_inputs(steps: int, guidance: float) -> dict[str, Input]:
                        default=DEFAULT_MODEL, minLength=1, maxLength=256, widget="model"),
         "loras": Input(JSON, "LoRAs to apply: [{\"path\": \"loras/NAME.safetensors\", \"weight\": 0.8}] (files "
                              "under a models root, or ref hf:ORG/NAME)", default=None, **LORAS_SCHEMA),
+        "privacy": Input(TEXT, "strict: never leave this machine (horde: refused); flexible: a remote model or "
+                               "fallback is allowed if the server's FLOW_PRIVACY allows it too",
+                         default="flexible", enum=["strict", "flexible"]),
     }
 
 
@@ -46,7 +49,7 @@ class Generate(Node):
     outputs = {"images": Output(IMAGE, "the generated images")}
 
     def run(self, ctx, prompt, negative_prompt, width, height, batch_size, steps, guidance, scheduler, seed, model,
-            loras):
+            loras, privacy):
         seeds = [seed + i for i in range(batch_size)]
 
         def work(pipes):
@@ -59,7 +62,7 @@ class Generate(Node):
         # the routing rule (privacy, AI Horde, fallback): nodes/image/horde.py; Horde's seeds come back
         made = horde.route(ctx, model, lambda ref: lease_and_run(ctx, ref, work), "text2img", seeds, prompt=prompt,
                            negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-                           guidance=guidance, scheduler=scheduler)
+                           guidance=guidance, scheduler=scheduler, privacy=privacy, loras=bool(loras))
         pictures, seeds = made.images, made.seeds
         shared = {"prompt": prompt, "negative_prompt": negative_prompt, "width": width, "height": height,
                   "steps": steps, "guidance": guidance, "scheduler": scheduler, "model": made.model,
@@ -103,7 +106,7 @@ class Edit(Node):
             yield "mask", "mode 'inpaint' needs a mask; link a MASK (e.g. image.load's mask output)"
 
     def run(self, ctx, image, prompt, mask, mode, strength, image_guidance, negative_prompt, steps, guidance,
-            scheduler, seed, model, loras):
+            scheduler, seed, model, loras, privacy):
         if image is None:
             raise InvalidInput("image", "no image was given; give an image to edit")
         pictures, mask_picture = _prepared(image, mask)
@@ -137,7 +140,7 @@ class Edit(Node):
         made = horde.route(ctx, model, local, horde.edit_task(mode, mask_picture is not None), seeds, prompt=prompt,
                            negative_prompt=negative_prompt, width=width, height=height, steps=steps,
                            guidance=guidance, scheduler=scheduler, sources=pictures, source_mask=mask_picture,
-                           strength=strength)
+                           strength=strength, privacy=privacy, loras=bool(loras))
         results, seeds = made.images, made.seeds
         task = done.get("task") or horde.edit_task(mode, mask_picture is not None)
         shared = {"prompt": prompt, "negative_prompt": negative_prompt, "mode": mode, "strength": strength,

@@ -81,17 +81,22 @@ class Made:
 
 # -- the routing of the image nodes --------------------------------------------------------------
 
-def route(ctx, model: str, local: Callable[[str], list], task: str, seeds: list[int], **args) -> Made:
-    """Make images on ``model`` through the one routing rule: privacy first, then the local model (``local(ref)``)
-    or AI Horde, falling back (flexible privacy) to ``FLOW_IMAGE_FALLBACK_MODEL``; ``auto`` picks one."""
+def route(ctx, model: str, local: Callable[[str], list], task: str, seeds: list[int], *, privacy: str = "",
+          loras: bool = False, **args) -> Made:
+    """Make images on ``model`` through the one routing rule: privacy first (the stricter of FLOW_PRIVACY and the
+    node's ``privacy``), then the local model (``local(ref)``) or AI Horde, falling back (flexible privacy) to
+    ``FLOW_IMAGE_FALLBACK_MODEL``; ``auto`` picks one. ``loras``: the node has LoRAs (Horde takes none from here)."""
     from .pipes import DEFAULT_MODEL
 
     settings = routing.settings_of(ctx.config)
     model = (model or "").strip()
     if model == routing.AUTO:
-        model = routing.pick_auto(ctx, "image", DEFAULT_MODEL, lambda ref: _present(ctx, ref))
+        model = routing.pick_auto(ctx, "image", DEFAULT_MODEL, lambda ref: _present(ctx, ref), privacy)
 
     def attempt(ref: str) -> Made:
+        if is_horde(ref) and loras:
+            raise InvalidInput("loras", f"{ref} runs on AI Horde, which takes no LoRA files from this machine; "
+                                        "remove loras, or use a local model")
         if is_horde(ref):
             sources = args.get("sources")
             rest = {k: v for k, v in args.items() if k != "sources"}
@@ -104,7 +109,7 @@ def route(ctx, model: str, local: Callable[[str], list], task: str, seeds: list[
                         [{"provider": "horde", "worker": g.worker, "horde_model": g.model} for g in made])
         return Made(list(local(ref)), list(seeds), ref, [{} for _ in seeds])
 
-    routed = routing.run(ctx, model, "image", attempt)
+    routed = routing.run(ctx, model, "image", attempt, requested=privacy)
     made = routed.result
     if routed.fallback_from:
         for extra in made.extra:

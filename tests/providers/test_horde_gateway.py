@@ -173,3 +173,18 @@ def test_an_identical_seeded_request_is_served_from_the_cache_and_writes_no_seco
     assert other_seed["outputs"]["file"] != first["outputs"]["file"]
     assert unseeded["seeds"]["gen"] not in (11, 12)  # no seed: a new one is drawn, by design, and reported
     assert len(_files(settings.output_dir)) == 3
+
+
+def test_openapi_request_of_image_gen_names_its_presets_and_their_params(horde_settings, horde_gateway):
+    async def main():
+        async with horde_gateway(horde_settings()) as client:
+            return await (await client.get("/openapi.json")).json()
+
+    spec = run(main())
+    body = spec["paths"]["/image/gen"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"portrait", "watercolor"} <= set(body["properties"]["preset"]["enum"])
+    assert "subject" in body["properties"]  # watercolor's own param: a client validating its request passes
+    assert body["properties"]["prompt"]["description"].startswith("what the image")  # the endpoint's own wins
+    others = [op["requestBody"]["content"]["application/json"]["schema"] for path, item in spec["paths"].items()
+              if path != "/image/gen" and (op := item.get("post", {})).get("tags") == ["endpoints"]]
+    assert others and not any("preset" in schema["properties"] for schema in others)

@@ -96,7 +96,7 @@ def test_strict_privacy_refuses_horde_before_any_request(horde, horde_settings, 
 
 
 def test_node_privacy_strict_with_flexible_server_refuses_too(horde, horde_settings, horde_engine):
-    """The text nodes' per-node privacy keeps working on the shared rule (the image nodes use the server's)."""
+    """Per-node privacy on the shared rule: the image node's own `privacy` input, as the text nodes'."""
     from engine import routing
     from engine.errors import PrivacyRefused
 
@@ -105,6 +105,15 @@ def test_node_privacy_strict_with_flexible_server_refuses_too(horde, horde_setti
         routing.check("horde:x", settings, "strict")
     routing.check("horde:x", settings, "flexible")
     routing.check("hf:org/model", settings.with_(privacy="strict"))  # local: never refused
+    with pytest.raises(NodeError, match="privacy is strict") as info:  # the server allows it; the node does not
+        horde_engine(settings).run_sync(_workflow(privacy="strict"))
+    assert info.value.status == 403 and horde.requests == []
+
+
+def test_loras_on_a_horde_model_are_refused_not_dropped(horde, horde_settings, horde_engine):
+    with pytest.raises(NodeError, match="takes no LoRA files") as info:
+        horde_engine(horde_settings()).run_sync(_workflow(loras=[{"path": "loras/x.safetensors", "weight": 0.5}]))
+    assert info.value.status == 422 and horde.requests == []  # an input the node cannot use
 
 
 @pytest.mark.parametrize("setup, kind, status, fix", [
