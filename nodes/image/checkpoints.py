@@ -7,9 +7,10 @@ loader then builds the pipeline from configs that never come from the hub: a fol
 each component's config, e.g. for a fine-tune with an unusual architecture), else the folder
 shipped here for the family (``configs/sd1``, ``configs/sd2``, ``configs/sdxl``).
 
-The shipped folders hold every config but not the CLIP tokenizer's vocabulary (1.5 MB of data
-that every SD checkpoint shares and none contains): it is read from the local Hugging Face cache
-(``flow pull hf:openai/clip-vit-large-patch14`` once), unless the ``.config`` folder has its own.
+The CLIP tokenizer's vocabulary, which every SD checkpoint shares and none contains, is shipped
+once in ``configs/clip_tokenizer`` (OpenAI CLIP's BPE vocabulary, MIT licence, written out as
+the vocab.json/merges.txt that transformers' CLIPTokenizer reads; "a photo of a cat" gives the
+ids the hub's openai/clip-vit-large-patch14 gives), unless the ``.config`` folder has its own.
 diffusers and transformers are imported inside the functions that use them.
 """
 
@@ -23,8 +24,8 @@ from engine.models.store import checkpoint_family
 CONFIGS = Path(__file__).resolve().parent / "configs"
 #: families flow loads, with the config folder shipped for each
 FAMILIES = {"sd1": "SD 1.x", "sd2": "SD 2.x (v-prediction, 768)", "sdxl": "SDXL base"}
-#: where the CLIP tokenizer comes from when the config folder has none (its vocabulary is the same for all three)
-TOKENIZER_REPO = "openai/clip-vit-large-patch14"
+#: the CLIP tokenizer used when the config folder has none (its vocabulary is the same for all three families)
+CLIP_TOKENIZER = CONFIGS / "clip_tokenizer"
 #: tokenizers that pad with "!" (OpenCLIP's), by family
 _BANG_PAD = {"sd2": ("tokenizer",), "sdxl": ("tokenizer_2",)}
 
@@ -88,15 +89,7 @@ def _tokenizers(folder: Path, family: str, index: dict, hf_cache: Path | None) -
                if not any((folder / name / file).is_file() for file in ("vocab.json", "tokenizer.json"))]
     if not missing:
         return {}
-    from engine.models import hf
-    from engine.models.refs import ModelRef
-
-    source = hf.snapshot(hf_cache, ModelRef("hf", TOKENIZER_REPO)) if hf_cache is not None else None
-    if source is None or not any((source / file).is_file() for file in ("vocab.json", "tokenizer.json")):
-        raise InvalidInput("model", f"loading a {FAMILIES.get(family, family)} single-file checkpoint needs the "
-                                    "CLIP tokenizer, which no checkpoint contains; fetch it once with "
-                                    f"`flow pull hf:{TOKENIZER_REPO}` (or put tokenizer files in a config folder "
-                                    "beside the checkpoint)")
+    source = CLIP_TOKENIZER  # the same vocabulary for SD 1.x, 2.x and both of SDXL's tokenizers
     from transformers import CLIPTokenizer
 
     made = {}

@@ -108,8 +108,8 @@ def test_single_files_are_listed_with_their_family(single_root, models_dir, monk
 @pytest.mark.parametrize("model, words", [
     ("checkpoints/old.ckpt", "pickle checkpoint"),
     ("checkpoints/other.safetensors", "not a checkpoint flow can load"),
-    # the shipped SD 1.x configs are used when no .config folder is beside it; the tokenizer is not shipped
-    ("checkpoints/bare.safetensors", "flow pull hf:openai/clip-vit-large-patch14"),
+    # no .config folder beside it: the shipped SD 1.x configs (a real model's sizes) do not fit the tiny weights
+    ("checkpoints/bare.safetensors", "cannot be loaded as a SD 1.x checkpoint"),
 ])
 def test_single_file_refusals_say_what_to_do(single_engine, model, words):
     from engine.errors import FlowError
@@ -141,3 +141,14 @@ def test_shipped_configs_describe_the_real_architectures():
             if family == "sdxl":
                 big = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(CONFIGS / family / "text_encoder_2"))
                 assert count(big) == 694_659_840
+
+
+def test_the_shipped_clip_tokenizer_is_openai_clips():
+    """The vocabulary every SD checkpoint needs and none contains: the ids the hub's CLIP tokenizer gives."""
+    from transformers import CLIPTokenizer
+
+    from nodes.image.checkpoints import CLIP_TOKENIZER
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(CLIP_TOKENIZER), pad_token="<|endoftext|>", model_max_length=77)
+    assert len(tokenizer) == 49408
+    assert tokenizer("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
