@@ -28,6 +28,9 @@ SCHEDULERS = {
     "ddim": "DDIMScheduler",
 }
 
+#: diffusers' upscale pipelines (image.upscale's models) and how much larger each makes an image
+UPSCALERS = {"StableDiffusionUpscalePipeline": 4, "StableDiffusionLatentUpscalePipeline": 2}
+
 # Settings a scheduler made from another's config needs (SD's own DDIM config), by name.
 _SCHEDULER_OVERRIDES = {"ddim": {"clip_sample": False, "set_alpha_to_one": False}}
 
@@ -104,7 +107,7 @@ class PipeSet:
     # -- tasks ---------------------------------------------------------------------------------
 
     def for_task(self, task: str, scheduler: str = "default") -> Any:
-        """A pipeline for `task` (text2img, img2img, inpaint, instruct) sharing this model's weights."""
+        """A pipeline for `task` (text2img, img2img, inpaint, instruct, upscale) sharing this model's weights."""
         import diffusers
 
         base = self.base
@@ -115,7 +118,7 @@ class PipeSet:
                 base.scheduler.config, **_SCHEDULER_OVERRIDES.get(scheduler, {}))
         elif hasattr(base, "scheduler"):
             kwargs["scheduler"] = type(base.scheduler).from_config(base.scheduler.config)
-        if task == "instruct":
+        if task in ("instruct", "upscale"):
             pipe = type(base).from_pipe(base, **kwargs)
         else:
             auto = {"text2img": diffusers.AutoPipelineForText2Image, "img2img": diffusers.AutoPipelineForImage2Image,
@@ -128,9 +131,21 @@ class PipeSet:
         """True for InstructPix2Pix-style models (the edit follows an instruction)."""
         return "InstructPix2Pix" in type(self.base).__name__
 
+    def upscale_factor(self) -> int | None:
+        """4 or 2 for diffusers' upscale pipelines (SD x4 upscaler, SD x2 latent upscaler), None for the others."""
+        return UPSCALERS.get(type(self.base).__name__)
+
     def check_task(self, task: str, model: str) -> None:
         """Refuse a task the checkpoint cannot do, saying what it can do instead."""
         channels = self.unet_channels
+        if (task == "upscale") != bool(self.upscale_factor()):
+            raise InvalidInput("model", f"{model!r} is an upscale model; give it to image.upscale as its model"
+                               if self.upscale_factor() else
+                               f"{model!r} is a {type(self.base).__name__}, not an upscale model; use e.g. "
+                               "hf:stabilityai/stable-diffusion-x4-upscaler or hf:stabilityai/sd-x2-latent-upscaler, "
+                               "or leave model empty for Lanczos resampling")
+        if task == "upscale":
+            return
         if task == "instruct":
             if not self.is_instruct():
                 raise InvalidInput("model", f"{model!r} is not an InstructPix2Pix model; use e.g. hf:timbrooks/"
