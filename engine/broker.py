@@ -95,26 +95,41 @@ def celery_app(broker_url: str, job_time_limit: float):
     return app
 
 
-def queue_for(doc: dict | None) -> str:
-    """The capability a workflow needs: ``gpu`` when a node runs a local model, else ``cpu`` (web
-    extraction, saving, templates, text through an OpenAI-compatible cloud: ``openai:`` models)."""
-    nodes = (doc or {}).get("nodes") if isinstance(doc, dict) else None
-    for node in (nodes or {}).values():
-        if not isinstance(node, dict) or node.get("type") not in GPU_TYPES:
+def model_inputs(doc: dict | None, params: dict | None = None) -> list[tuple[str, str | None]]:
+    """(node type, model) of each node, its ``model`` input as this run fills it: a literal, or a param bound
+    to it (the value given, else the param's default); None when neither says (the node's default)."""
+    doc = doc if isinstance(doc, dict) else {}
+    params = params if isinstance(params, dict) else {}
+    nodes = doc.get("nodes") if isinstance(doc.get("nodes"), dict) else {}
+    filled: dict[str, object] = {}
+    for name, decl in (doc.get("params") or {}).items():
+        if not isinstance(decl, dict):
             continue
-        model = (node.get("inputs") or {}).get("model")
-        if not (isinstance(model, str) and model.startswith("openai:")):
+        value = params.get(name, decl.get("default"))
+        for bind in decl.get("bind") or ():
+            if isinstance(bind, dict) and bind.get("input") == "model" and (name in params or "default" in decl):
+                filled[bind.get("node")] = value
+    found = []
+    for nid, node in nodes.items():
+        if not isinstance(node, dict):
+            continue
+        model = filled[nid] if nid in filled else (node.get("inputs") or {}).get("model")
+        found.append((node.get("type"), model if isinstance(model, str) and model else None))
+    return found
+
+
+def queue_for(doc: dict | None, params: dict | None = None) -> str:
+    """The capability a workflow needs: ``gpu`` when a node runs a local model, else ``cpu`` (web
+    extraction, saving, templates, text through an OpenAI-compatible cloud: ``openai:`` models, AI Horde)."""
+    for kind, model in model_inputs(doc, params):
+        if kind in GPU_TYPES and not (model or "").startswith(("openai:", "horde:")):
             return "gpu"
     return "cpu"
 
 
-def model_of(doc: dict | None) -> str | None:
-    """The first model a workflow names (literal ``model`` inputs), for model affinity."""
-    for node in ((doc or {}).get("nodes") or {}).values():
-        model = (node.get("inputs") or {}).get("model") if isinstance(node, dict) else None
-        if isinstance(model, str) and model:
-            return model
-    return None
+def model_of(doc: dict | None, params: dict | None = None) -> str | None:
+    """The first model a run names (a literal ``model`` input, or one a param fills), for model affinity."""
+    return next((model for _, model in model_inputs(doc, params) if model), None)
 
 
 def event_from_json(data: dict, job_id: str) -> ev.Event | None:
@@ -313,11 +328,11 @@ class Dispatcher:
 
     async def _send(self, waiting: _Waiting, affinity: bool = True) -> None:
         record = waiting.record
-        queue = queue_for(record.workflow)
+        queue = queue_for(record.workflow, record.params)
         payload = {"id": record.id, "name": record.name, "workflow": record.workflow, "params": record.params,
                    "outputs": record.outputs}
         if self.affinity and affinity:
-            model = model_of(record.workflow)
+            model = model_of(record.workflow, record.params)
             if model is not None:
                 holder = await asyncio.to_thread(self.redis.get, f"flow:model:{model}")
                 if holder:  # a worker that holds this model: its own queue

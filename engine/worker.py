@@ -138,7 +138,7 @@ class Worker:
         finally:
             self._local.pop(job_id, None)
             queue.unsubscribe(subscription)
-            self._note_alias(broker.model_of(payload.get("workflow")))
+            self._note_alias(broker.model_of(payload.get("workflow"), payload.get("params")))
             self._note_models()
 
     def _forget(self, local_id: str) -> None:

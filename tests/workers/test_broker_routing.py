@@ -16,6 +16,23 @@ def test_jobs_go_to_the_queue_of_what_they_need():
     assert broker.queue_for({}) == broker.queue_for(None) == "cpu"
     assert broker.model_of({"nodes": {"a": {"type": "text.join", "inputs": {}},
                                       "g": {"type": "image.generate", "inputs": {"model": "hf:a/b"}}}}) == "hf:a/b"
+    horde = {"nodes": {"g": {"type": "image.generate", "inputs": {"model": "horde:stable_diffusion"}}}}
+    assert broker.queue_for(horde) == "cpu"  # a remote provider's call needs no GPU here
+
+
+def test_a_model_given_through_a_param_routes_the_job():
+    """Endpoint requests name their model in params, not in the workflow's literals."""
+    import json
+    from pathlib import Path
+
+    text_gen = json.loads((Path(__file__).resolve().parents[2] / "workflows" / "text_gen.json").read_text())
+    assert broker.queue_for(text_gen, {"prompt": "hi"}) == "gpu"  # the default: a local model
+    assert broker.queue_for(text_gen, {"prompt": "hi", "model": "openai:gpt-4o-mini"}) == "cpu"
+    assert broker.model_of(text_gen, {"model": "hf:org/llm"}) == "hf:org/llm"  # affinity sees it
+    assert broker.model_of(text_gen, {"prompt": "hi"}) is None  # "" default: the node's own default
+    literal = {"params": {"m": {"description": "m", "default": "hf:d/e", "bind": [{"node": "g", "input": "model"}]}},
+               "nodes": {"g": {"type": "image.generate", "inputs": {"model": "hf:a/b"}}}}
+    assert broker.model_of(literal) == "hf:d/e" and broker.model_of(literal, {"m": "hf:x/y"}) == "hf:x/y"
 
 
 def test_the_visibility_timeout_is_above_the_job_time_limit():
