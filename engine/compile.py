@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import InvalidWorkflow, Problem
-from .graph import cycles, topological_order, workflow_graph
+from .graph import consumers, cycles, topological, workflow_graph
 from .node import Input, Node
 from .registry import Registry
 from .types import ValueType
@@ -23,7 +23,12 @@ from .workflow import Link, Workflow
 
 def canonical(value: Any) -> bytes:
     """Canonical JSON bytes of a value: the form literals take inside cache keys."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL(value).encode()
+
+
+# one encoder, not one per call (json.dumps with options builds one each time): every node of a compile
+# and every keyed node of a run goes through it
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(slots=True, eq=False)
@@ -193,15 +198,16 @@ def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow
     workflow.upgrade(registry)  # nodes saved with an older version of their type; names those that cannot be
     problems = [*_check_nodes(workflow, registry), *_check_params(workflow, registry),
                 *_check_outputs(workflow, registry)]
-    with workflow_graph(workflow) as graph:
-        for cycle in cycles(graph):
-            problems.append(Problem(f"cycle through nodes {', '.join(map(repr, cycle))}; links must not loop back",
-                                    node=cycle[0]))
-        if problems:
-            raise InvalidWorkflow(problems)
-        order = topological_order(graph)
-        consumers = {nid: tuple(graph.successors(nid)) for nid in order}
-        outputs = workflow.outputs if workflow.outputs is not None else _sink_outputs(workflow, registry, graph)
+    readers = consumers(workflow)
+    order = topological(workflow, readers)
+    if order is None:  # the links loop: networkx names the cycles
+        with workflow_graph(workflow) as graph:
+            for cycle in cycles(graph):
+                problems.append(Problem(f"cycle through nodes {', '.join(map(repr, cycle))}; links must not loop "
+                                        "back", node=cycle[0]))
+    if problems:
+        raise InvalidWorkflow(problems)
+    outputs = workflow.outputs if workflow.outputs is not None else _sink_outputs(workflow, registry, readers)
     params = _param_infos(workflow, registry)
     bound: dict[str, list[str]] = {}
     for info in params.values():
@@ -216,7 +222,7 @@ def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow
             salt = canonical({step.seed_input: step.literals[step.seed_input]}) if step.seed_input else b""
             step.key = step_key(step, salt, [steps[s].key for _, s, _ in step.links])
     for nid in order:
-        steps[nid].consumers = consumers[nid]
+        steps[nid].consumers = tuple(readers[nid])
     return CompiledWorkflow(workflow, steps, order, outputs, params)
 
 
@@ -392,11 +398,11 @@ def _param_infos(workflow: Workflow, registry: Registry) -> dict[str, ParamInfo]
     return infos
 
 
-def _sink_outputs(workflow: Workflow, registry: Registry, graph) -> dict[str, Link]:
+def _sink_outputs(workflow: Workflow, registry: Registry, readers: dict[str, list[str]]) -> dict[str, Link]:
     """Without declared outputs, every output of every node that feeds no other node."""
     return {
         f"{nid}.{out}": Link(nid, out)
         for nid in workflow.nodes
-        if graph.out_degree(nid) == 0
+        if not readers[nid]
         for out in registry.get(workflow.nodes[nid].type).outputs
     }
