@@ -16,13 +16,13 @@ from .workflow import Workflow
 
 def consumers(workflow: Workflow) -> dict[str, list[str]]:
     """Node id -> the nodes that read its outputs, each once, in document order (links to missing nodes left out)."""
-    found: dict[str, dict[str, None]] = {nid: {} for nid in workflow.nodes}
+    found: dict[str, list[str]] = {nid: [] for nid in workflow.nodes}
     for nid, decl in workflow.nodes.items():
         for link in decl.links.values():
             readers = found.get(link.node)
-            if readers is not None:
-                readers[nid] = None
-    return {nid: list(readers) for nid, readers in found.items()}
+            if readers is not None and (not readers or readers[-1] != nid):
+                readers.append(nid)  # a node's links are read together: a repeat is always the last reader
+    return found
 
 
 def topological(workflow: Workflow, readers: dict[str, list[str]]) -> list[str] | None:
