@@ -147,17 +147,20 @@ def document_digest(text: str) -> str:
 class JobStore:
     """The jobs table. WAL mode: a commit survives the process being killed at any point.
 
-    Writes go through one writer thread and its connection, grouped into transactions (see the
-    module's doc). Reads run on the calling thread with its own connection (WAL lets them go on
-    while the writer commits). An in-memory database has one connection, shared under a lock.
+    Writes made on the event loop are grouped into one transaction per turn of the loop (see the
+    module's doc); a write from another thread is its own transaction. Each thread has its own
+    connection (WAL lets readers go on while another commits). An in-memory database has one
+    connection, shared under a lock. A subclass for another database (engine/pgstore.py) changes
+    the connection, the SQL below, :meth:`_begun` and :meth:`_seq`.
     """
+
+    _SAVE_SQL = _SAVE_SQL
+    _INSERT_SQL = _INSERT_SQL
+    _DOC_SQL = "INSERT OR IGNORE INTO documents (hash, doc) VALUES (?, ?)"
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        self._local = threading.local()
-        self._lock = threading.Lock()  # guards _connections (and the one in-memory connection)
-        self._connections: list[sqlite3.Connection] = []
-        self._shared: sqlite3.Connection | None = None
+        self._start()
         if self.path == ":memory:":
             self._shared = self._connect()
         else:
@@ -167,6 +170,13 @@ class JobStore:
             db.executescript(_SCHEMA)
             if "doc_hash" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
                 db.execute("ALTER TABLE jobs ADD COLUMN doc_hash TEXT")  # a database from before documents
+
+    def _start(self) -> None:
+        """The state every store starts with (before its database is opened)."""
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _connections (and the one in-memory connection)
+        self._connections: list = []
+        self._shared: sqlite3.Connection | None = None
         self._known: set[str] = set()  # document hashes committed by this store
         self._group: list[tuple] = []  # writes made on the event loop since the last flush
         self._group_thread = 0  # the event loop's thread (the only one that groups writes)
@@ -301,26 +311,35 @@ class JobStore:
         return ("update", job, values, None)
 
     def _transaction(self, ops: list[tuple]) -> None:
+        """Apply ``ops`` (inserts and updates) in one transaction of this thread's connection."""
+        written = []
+        with self._begun() as db:
+            for kind, job, values, doc, *_ in ops:
+                if kind == "update":
+                    db.execute(self._SAVE_SQL, values)
+                    continue
+                if doc is not None:
+                    db.execute(self._DOC_SQL, (job.digest, doc))
+                    written.append(job.digest)
+                job.seq = self._seq(db.execute(self._INSERT_SQL, values))
+        self._known.update(written)  # once committed: a document rolled back is written again next time
+
+    @contextmanager
+    def _begun(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside a write transaction, committed on exit (rolled back on an error)."""
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for op in ops:
-                    self._write(db, op)
+                yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
-    def _write(self, db: sqlite3.Connection, op: tuple) -> None:
-        kind, job, values, doc = op[:4]
-        if kind == "update":
-            db.execute(_SAVE_SQL, values)
-            return
-        if doc is not None:
-            db.execute("INSERT OR IGNORE INTO documents (hash, doc) VALUES (?, ?)", (job.digest, doc))
-        job.seq = db.execute(_INSERT_SQL, values).lastrowid
-        if doc is not None:
-            self._known.add(job.digest)  # (a rolled-back one is inserted again: OR IGNORE)
+    @staticmethod
+    def _seq(cursor) -> int:
+        """The ``seq`` of the row an insert's cursor wrote."""
+        return cursor.lastrowid
 
     # -- reading -------------------------------------------------------------------------------
 

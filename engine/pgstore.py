@@ -14,7 +14,6 @@ created under an advisory lock so that gateways starting together do not race on
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -80,21 +79,14 @@ def redact(url: str) -> str:
 class PgJobStore(JobStore):
     """The jobs table in PostgreSQL; see the module's doc. Same interface as :class:`JobStore`."""
 
-    def __init__(self, url: str):  # noqa: super().__init__ is SQLite's: this sets up the same state
+    def __init__(self, url: str):  # not super().__init__ (SQLite's file and pragmas): the same state, its schema
         import psycopg  # noqa: F401  (fails here, with its own message, when the driver is missing)
 
         self.path = url
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[Any] = []
-        self._shared = None
-        with self._db() as db, db.transaction():
+        self._start()
+        with self._begun() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             db.execute(_SCHEMA)
-        self._known: set[str] = set()
-        self._group: list[tuple] = []
-        self._group_thread = 0
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"PgJobStore({redact(self.path)!r})"
@@ -120,33 +112,18 @@ class PgJobStore(JobStore):
             db = self._local.db = self._connect()
         yield db
 
-    def close(self) -> None:
-        """Write what is waiting, close every thread's connection."""
-        if self._group:
-            self._flush()
-        self._closed = True
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for db in connections:
-            db.close()
+    # -- writing: JobStore's, in this dialect ------------------------------------------------------
 
-    # -- writing: JobStore groups the writes, this runs them --------------------------------------
+    _SAVE_SQL, _INSERT_SQL, _DOC_SQL = _SAVE_SQL, _INSERT_SQL, _DOC_SQL
 
-    def _transaction(self, ops: list[tuple]) -> None:
-        written: list[str] = []
-        with self._db() as db:
-            with db.transaction():
-                for op in ops:
-                    kind, job, values, doc = op[:4]
-                    if kind == "update":
-                        db.execute(_SAVE_SQL, values)
-                        continue
-                    if doc is not None:
-                        db.execute(_DOC_SQL, (job.digest, doc))
-                        written.append(job.digest)
-                    job.seq = db.execute(_INSERT_SQL, values).fetchone()["seq"]
-        # known once committed: a document in a rolled-back transaction is written again next time
-        self._known.update(written)
+    @contextmanager
+    def _begun(self) -> Iterator[Any]:
+        with self._db() as db, db.transaction():
+            yield db
+
+    @staticmethod
+    def _seq(cursor) -> int:
+        return cursor.fetchone()["seq"]
 
     # -- reading: JobStore's, in this dialect ------------------------------------------------------
 

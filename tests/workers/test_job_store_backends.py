@@ -165,6 +165,16 @@ def test_a_bad_write_in_a_group_fails_alone(store):
     assert store.get("fresh") is not None and store.counts() == {"queued": 2}
 
 
+def test_a_document_whose_only_write_failed_is_written_by_the_next_job(store):
+    """A document counts as stored only once committed: its rolled-back write is made again."""
+    store.add(record("taken"))
+    doc = {"name": "fresh-doc", "nodes": {"a": {"type": "text.join", "inputs": {"a": "x", "b": "y"}}}}
+    with pytest.raises(Exception):
+        store.add(record("taken", doc))  # a duplicate id: its document's insert is rolled back with it
+    store.add(record("next", doc))
+    assert store.get("next").workflow == doc
+
+
 def test_a_direct_write_on_the_loop_goes_after_the_grouped_ones(store):
     async def main():
         job = record("order")
