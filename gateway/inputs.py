@@ -17,8 +17,11 @@ from pathlib import Path
 
 from engine.errors import FlowError, InvalidRequest, TooLarge, UnsupportedMediaType
 
+from .parse import read_limited
+
 #: an upload larger than this is refused before it is decoded
 MAX_INPUT_BYTES = 32 << 20
+_TOO_LARGE = f"the image is more than the limit of {MAX_INPUT_BYTES} bytes; send a smaller one"
 #: and a picture with more pixels than this (decompression bombs)
 MAX_INPUT_PIXELS = 4096 * 4096
 #: what an input may be: the formats image.load reads
@@ -79,7 +82,7 @@ async def post_input(request):
             raise InvalidRequest(f"the body is not a readable multipart form ({type(exc).__name__}); send "
                                  "multipart/form-data with one file part named 'file'") from exc
     else:
-        raw = await _read_limited(request.content)
+        raw = await read_limited(request.content, MAX_INPUT_BYTES, _TOO_LARGE)
     stored = await asyncio.to_thread(store_input, request.app[SETTINGS].input_dir, raw)
     return web.json_response(stored, status=201)
 
@@ -96,27 +99,12 @@ async def _multipart_file(request) -> bytes:
             continue
         if found is not None:
             raise InvalidRequest("send one image per upload")
-        found = await _read_limited(part)
+        found = await read_limited(part, MAX_INPUT_BYTES, _TOO_LARGE)
     else:
         raise InvalidRequest("an upload takes at most 8 form parts")
     if found is None:
         raise InvalidRequest("no file in the form; send the image as a part named 'file'")
     return found
-
-
-async def _read_limited(stream) -> bytes:
-    """Read a body or a part in chunks, refusing it as soon as it passes the limit."""
-    chunks, size = [], 0
-    read = getattr(stream, "read_chunk", None) or stream.read
-    while True:
-        chunk = await read(1 << 16)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > MAX_INPUT_BYTES:
-            raise TooLarge(f"the image is more than the limit of {MAX_INPUT_BYTES} bytes; send a smaller one")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def upload(base_url: str, token: str, raw: bytes, timeout: float = 60.0) -> dict:

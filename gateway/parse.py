@@ -86,3 +86,17 @@ def query_choice(request: web.Request, name: str, choices: tuple[str, ...], defa
     if raw.lower() not in choices:
         raise InvalidRequest(f"query parameter {name} must be one of {', '.join(choices)}, got {raw[:40]!r}")
     return raw.lower()
+
+
+async def read_limited(stream, limit: int, too_large: str) -> bytes:
+    """A body or multipart part read in chunks, refused (413, ``too_large``) as soon as it passes ``limit`` bytes."""
+    from engine.errors import TooLarge
+
+    chunks, size = [], 0
+    read = getattr(stream, "read_chunk", None) or stream.read
+    while chunk := await read(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)

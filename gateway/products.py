@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from engine.errors import FlowError, InvalidRequest, NotConfigured, ProductNotFound, TooLarge
+from engine.errors import FlowError, InvalidRequest, NotConfigured, ProductNotFound
 from engine.products import MAX_IMAGE_BYTES, MAX_IMAGES, ProductStore, describe_params, describe_result
 
 from .keys import CATALOGUE, JOBS, PRESENTER, SETTINGS
-from .parse import json_body, query_int, query_number
+from .parse import json_body, query_int, query_number, read_limited
 from .present import dumps
 
 WORKFLOW = "product_describe"
@@ -68,7 +68,8 @@ async def _form(request: web.Request) -> tuple[dict, list[bytes]]:
         if part.filename is not None or name in ("image", "images"):
             if len(uploads) >= MAX_IMAGES:
                 raise InvalidRequest(f"a product has at most {MAX_IMAGES} images; send fewer files")
-            uploads.append(await _read_file(part, len(uploads) + 1))
+            uploads.append(await read_limited(part, MAX_IMAGE_BYTES, f"image {len(uploads) + 1} is more than the "
+                                                 f"limit of {MAX_IMAGE_BYTES} bytes; send a smaller image"))
             continue
         text = await part.text()
         if name in ("source_urls", "images_urls", "image_urls"):
@@ -98,19 +99,6 @@ def _list_field(text: str) -> list:
             raise InvalidRequest("a list field must be a JSON list or one value per line")
         return value
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-async def _read_file(part, number: int) -> bytes:
-    chunks, size = [], 0
-    while True:
-        chunk = await part.read_chunk(1 << 16)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > MAX_IMAGE_BYTES:
-            raise TooLarge(f"image {number} is more than the limit of {MAX_IMAGE_BYTES} bytes; send a smaller image")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def list_products(request: web.Request) -> web.Response:
