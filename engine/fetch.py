@@ -29,7 +29,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from .errors import BadURL, FetchFailed, FetchLimit, FetchRefused
 
@@ -211,7 +211,8 @@ def _get(scheme: str, host: str, port: int, addresses: list[str], url: str, max_
          timeout: float, extra_headers: Mapping[str, str]) -> tuple[int, str, dict[str, str], bytes]:
     """One GET to one of the checked ``addresses``: (status, reason, headers, body cut at ``max_bytes``)."""
     parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # as a browser sends it: characters outside ASCII percent-encoded (the request line is ASCII)
+    target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe="/?&=%:@!$'()*+,;[]")
     conn = _connection(scheme, host, port, addresses, _left(deadline, url, timeout))
     try:
         try:
@@ -249,7 +250,7 @@ def _get(scheme: str, host: str, port: int, addresses: list[str], url: str, max_
         except (socket.timeout, TimeoutError) as exc:
             raise FetchFailed(f"fetching {_shown(url)!r} took more than {timeout:g} s; try again or give "
                               "another URL") from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, UnicodeError) as exc:
             raise FetchFailed(f"fetching {_shown(url)!r} failed ({type(exc).__name__}: {exc}); check the URL")\
                 from exc
     finally:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from engine.errors import FlowError, InvalidRequest, TooLarge, UnsupportedMediaType
 
-from .parse import read_limited
+from .parse import form_parts, read_limited
 
 #: an upload larger than this is refused before it is decoded
 MAX_INPUT_BYTES = 32 << 20
@@ -59,9 +61,16 @@ def store_input(folder: str | Path, raw: bytes) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
     if not target.is_file():
-        partial = folder / f".{name}.part"
-        partial.write_bytes(raw)
-        partial.replace(target)  # atomic: a reader never sees half a file
+        # a temporary file of its own (two uploads of one image at once must not share one), then
+        # renamed: atomic, a reader never sees half a file
+        handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(raw)
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
     return {"ref": REF_PREFIX + name, "name": name, "width": width, "height": height, "format": fmt.lower(),
             "bytes": len(raw), "sha256": digest}
 
@@ -82,26 +91,22 @@ async def post_input(request):
             raise InvalidRequest(f"the body is not a readable multipart form ({type(exc).__name__}); send "
                                  "multipart/form-data with one file part named 'file'") from exc
     else:
-        raw = await read_limited(request.content, MAX_INPUT_BYTES, _TOO_LARGE)
+        limit = min(MAX_INPUT_BYTES, request.app[SETTINGS].max_body_bytes)
+        raw = await read_limited(request.content, limit, f"the image is more than the limit of {limit} bytes; "
+                                                         "send a smaller one")
     stored = await asyncio.to_thread(store_input, request.app[SETTINGS].input_dir, raw)
     return web.json_response(stored, status=201)
 
 
 async def _multipart_file(request) -> bytes:
-    reader = await request.multipart()
     found = None
-    for _ in range(9):
-        part = await reader.next()
-        if part is None:
-            break
+    async for part in form_parts(request, 8, "an upload"):
         if part.filename is None and part.name not in ("file", "image"):
             await part.release()  # a text field: ignored
             continue
         if found is not None:
             raise InvalidRequest("send one image per upload")
         found = await read_limited(part, MAX_INPUT_BYTES, _TOO_LARGE)
-    else:
-        raise InvalidRequest("an upload takes at most 8 form parts")
     if found is None:
         raise InvalidRequest("no file in the form; send the image as a part named 'file'")
     return found

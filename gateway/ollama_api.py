@@ -139,6 +139,14 @@ def _images(value: Any, where: str) -> list[str]:
     return list(value)
 
 
+def _stream(body: dict) -> bool:
+    """The request's ``stream`` (Ollama's default: true); anything but a JSON boolean is a 400."""
+    stream = body.get("stream", True)
+    if stream not in (True, False):
+        raise OllamaError("'stream' must be true or false")
+    return stream
+
+
 def chat_inputs(body: dict, messages: list[dict], images: list[str]) -> dict:
     inputs: dict[str, Any] = {"messages": messages, "model": _model(body)}
     if images:
@@ -154,13 +162,11 @@ def chat_inputs(body: dict, messages: list[dict], images: list[str]) -> dict:
 async def _run_chat(request: web.Request, body: dict, inputs: dict, name: str, answer_key: str) -> web.StreamResponse:
     """Run text.chat as a job: NDJSON pieces then a final line, or one object with stream false."""
     unload = _keep_alive_zero(body.get("keep_alive"))
+    stream = _stream(body)  # every field is checked before the job starts
     workflow = oa.chat_workflow(inputs, 1, name)
     jobs = request.app[JOBS]
     record = await jobs.accept(workflow, {}, name=name)
     shown = oa.shown_model(request, inputs["model"], "vision" if "images" in inputs else "chat")
-    stream = body.get("stream", True)
-    if stream not in (True, False):
-        raise OllamaError("'stream' must be true or false")
 
     def piece(text: str) -> dict:
         if answer_key == "message":
@@ -292,6 +298,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def _embed(request: web.Request, body: dict, texts, name: str) -> tuple[list, dict]:
     inputs = {"texts": texts, "model": _model(body)}
     options = body.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise OllamaError("'options' must be an object")
     if options:
         raise OllamaError(f"options {', '.join(map(repr, sorted(options)))} do not apply to embeddings in flow; "
                           "remove them")
@@ -434,7 +442,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     if engine.models is None:
         raise OllamaError("this server has no model manager", 503)
     parsed = engine.models.store.parse(ref)  # a bad reference is a 400 now
-    stream = body.get("stream", True)
+    stream = _stream(body)
     if parsed.source == "local":  # a folder on this machine: nothing to fetch, it is here
         lines = [{"status": "pulling manifest"}, {"status": f"{oa.public_id(request, str(parsed))} is a local "
                                                             "folder, already on this machine"}, {"status": "success"}]

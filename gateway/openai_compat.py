@@ -109,6 +109,10 @@ async def fetch_images(request: web.Request, inputs: dict) -> None:
     import base64
 
     from engine.fetch import fetch
+    from nodes.llm.generate import MAX_IMAGES
+
+    if len(images) > MAX_IMAGES:  # the chat node's own limit, checked before anything is fetched
+        raise OpenAIError(f"a request takes at most {MAX_IMAGES} images; send fewer image_url parts", param="messages")
 
     from .keys import SETTINGS
 

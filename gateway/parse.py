@@ -100,3 +100,20 @@ async def read_limited(stream, limit: int, too_large: str) -> bytes:
             raise TooLarge(too_large)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def form_parts(request: web.Request, max_parts: int, what: str = "a form"):
+    """The parts of a multipart/form-data body, at most ``max_parts``; a part that is itself multipart
+    (a nested form) or one part too many answers 400."""
+    from aiohttp import BodyPartReader
+
+    reader = await request.multipart()
+    for count in range(max_parts + 1):
+        part = await reader.next()
+        if part is None:
+            return
+        if count == max_parts:
+            raise InvalidRequest(f"{what} takes at most {max_parts} form parts")
+        if not isinstance(part, BodyPartReader):
+            raise InvalidRequest("a form part may not be a multipart body itself; send each file as a part of its own")
+        yield part
