@@ -49,9 +49,11 @@ TASK = "flow.run_job"
 #: node types that run a local model (the GPU); any other job can go to a CPU worker
 GPU_TYPES = frozenset({
     "text.generate", "text.chat", "text.edit", "text.evaluate", "text.embed", "text.converse",
-    "text.describe_image", "text.describe_product", "image.generate", "image.edit", "music.generate",
-    "video.generate",
+    "text.describe_image", "text.describe_product", "image.generate", "image.edit", "image.upscale",
+    "music.generate", "video.generate", "model.pull",
 })
+#: of those, the types whose empty ``model`` means no model at all (Lanczos), not a local default
+NO_MODEL_WHEN_EMPTY = frozenset({"image.upscale"})
 
 
 def claim_key(job_id: str) -> str:
@@ -122,6 +124,8 @@ def queue_for(doc: dict | None, params: dict | None = None) -> str:
     """The capability a workflow needs: ``gpu`` when a node runs a local model, else ``cpu`` (web
     extraction, saving, templates, text through an OpenAI-compatible cloud: ``openai:`` models, AI Horde)."""
     for kind, model in model_inputs(doc, params):
+        if kind in NO_MODEL_WHEN_EMPTY and not model:
+            continue
         if kind in GPU_TYPES and not (model or "").startswith(("openai:", "horde:")):
             return "gpu"
     return "cpu"

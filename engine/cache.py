@@ -141,8 +141,6 @@ def size_of(value: Any) -> int:
         elif isinstance(item, (list, tuple, set, frozenset)):
             total += sys.getsizeof(item)
             stack.extend(item)
-        elif isinstance(item, (str, bytes, bytearray, int, float, bool, type(None))):
-            total += sys.getsizeof(item)
         else:
             total += sys.getsizeof(item)
             fields = getattr(item, "__dict__", None)

@@ -85,10 +85,3 @@ def cycles(graph) -> list[list[str]]:
         if len(component) > 1 or any(graph.has_edge(n, n) for n in component):
             found.append(sorted(component))
     return sorted(found)
-
-
-def topological_order(graph) -> list[str]:
-    """Node ids so that every source comes before its consumers; stable (document order) across runs."""
-    import networkx as nx
-
-    return list(nx.topological_sort(graph))

@@ -180,7 +180,6 @@ class JobStore:
         self._known: set[str] = set()  # document hashes committed by this store
         self._group: list[tuple] = []  # writes made on the event loop since the last flush
         self._group_thread = 0  # the event loop's thread (the only one that groups writes)
-        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -205,7 +204,6 @@ class JobStore:
         """Write what is waiting, close the database (every thread's connection)."""
         if self._group:
             self._flush()
-        self._closed = True
         with self._lock:
             connections, self._connections = self._connections, []
         for db in connections:

@@ -80,8 +80,6 @@ class PgJobStore(JobStore):
     """The jobs table in PostgreSQL; see the module's doc. Same interface as :class:`JobStore`."""
 
     def __init__(self, url: str):  # not super().__init__ (SQLite's file and pragmas): the same state, its schema
-        import psycopg  # noqa: F401  (fails here, with its own message, when the driver is missing)
-
         self.path = url
         self._start()
         with self._begun() as db:

@@ -18,7 +18,7 @@ async def health(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body: dict[str, Any] = {"status": "ok", "version": version(),
                             "uptime": time.time() - request.app[STARTED],
-                            "jobs": request.app[JOBS].counts(),
+                            "jobs": await asyncio.to_thread(request.app[JOBS].counts),  # off the loop: a query
                             "endpoints": sorted(request.app[CATALOGUE].endpoints)}
     stuck = engine.stuck_workers()  # node threads still running work of jobs that ended (a stalled backend)
     body["workers"] = {"stuck": len(stuck),
@@ -44,13 +44,13 @@ def _model_health(models) -> dict:
     ollama = getattr(models, "ollama", None)
     if ollama is not None:
         try:
-            report["ollama"] = {"reachable": True, "loaded": [m.get("name") for m in ollama.loaded()]}
+            report["ollama"] = {"reachable": True, "loaded": [m.name for m in ollama.loaded()]}
         except Exception as exc:  # reported, not raised: health must answer
             report["ollama"] = {"reachable": False, "error": str(exc)}
     return report
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = request.app[METRICS].render(request.app[JOBS].counts(), request.app[ENGINE])
+    text = request.app[METRICS].render(await asyncio.to_thread(request.app[JOBS].counts), request.app[ENGINE])
     return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})

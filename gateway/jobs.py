@@ -87,9 +87,14 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
     before = query_int(request, "before", None, 0, 2**62)
     state = query_choice(request, "state", STATES, None)
-    records = request.app[JOBS].page(state=state, limit=limit, before=before)
+    queue = request.app[JOBS]
+
+    def read():  # in a thread: with a PostgreSQL store each read is a round trip to its server
+        return queue.page(state=state, limit=limit, before=before), queue.counts()
+
+    records, counts = await asyncio.to_thread(read)
     jobs = [{**r.to_json(), "seq": r.seq, "url": job_url(request, r.id)} for r in records]
-    page = {"jobs": jobs, "counts": request.app[JOBS].counts()}
+    page = {"jobs": jobs, "counts": counts}
     if len(records) == limit:
         page["next"] = str(request.rel_url.update_query(before=records[-1].seq))
     return web.json_response(page, dumps=dumps)

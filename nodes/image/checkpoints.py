@@ -49,14 +49,14 @@ def config_folder(file: Path) -> tuple[Path, str]:
     return CONFIGS / family, family
 
 
-def load_single_file(file: Path, dtype, hf_cache: Path | None):
+def load_single_file(file: Path, dtype):
     """The diffusers pipeline of a single-file checkpoint, built from local configs only."""
     import diffusers
 
     folder, family = config_folder(file)
     index = diffusers.DiffusionPipeline.load_config(str(folder))
     pipeline_class = getattr(diffusers, index["_class_name"])
-    components = _tokenizers(folder, family, index, hf_cache)
+    components = _tokenizers(folder, family, index)
     channels = _unet_in_channels(file)
     unet_config = diffusers.UNet2DConditionModel.load_config(str(folder), subfolder="unet")
     try:
@@ -82,8 +82,8 @@ def _unet_in_channels(file: Path) -> int | None:
     return shape[1] if isinstance(shape, list) and len(shape) == 4 else None
 
 
-def _tokenizers(folder: Path, family: str, index: dict, hf_cache: Path | None) -> dict:
-    """Tokenizers the config folder lacks the vocabulary of, made from the locally cached CLIP tokenizer."""
+def _tokenizers(folder: Path, family: str, index: dict) -> dict:
+    """Tokenizers the config folder lacks the vocabulary of, made from the shipped CLIP tokenizer."""
     names = [name for name in ("tokenizer", "tokenizer_2") if name in index]
     missing = [name for name in names
                if not any((folder / name / file).is_file() for file in ("vocab.json", "tokenizer.json"))]

@@ -158,9 +158,9 @@ class PipeSet:
                                         "a mask, or use a text-to-image model")
 
 
-def loader(device: str, hf_cache: Path | None = None) -> Callable[[Path], PipeSet]:
+def loader(device: str) -> Callable[[Path], PipeSet]:
     """The manager's loader: `from_pretrained` on the CPU, half precision when it will run on a GPU; a
-    `.safetensors` file is a single-file checkpoint (see checkpoints.py; ``hf_cache`` has its tokenizer)."""
+    `.safetensors` file is a single-file checkpoint (see checkpoints.py)."""
 
     def load(folder: Path) -> PipeSet:
         import torch
@@ -172,7 +172,7 @@ def loader(device: str, hf_cache: Path | None = None) -> Callable[[Path], PipeSe
         if folder.is_file():
             from .checkpoints import load_single_file
 
-            return PipeSet(load_single_file(folder, dtype, hf_cache))
+            return PipeSet(load_single_file(folder, dtype))
         try:
             base = DiffusionPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True,
                                                      variant=_variant(folder, device))
@@ -276,5 +276,5 @@ def lease_and_run(ctx, model: str, work: Callable[[PipeSet], Any]) -> Any:
     """Run `work(pipes)` on the model through the manager's out-of-memory ladder, holding the GPU lock."""
     manager = ctx.require_models()
     with ctx.gpu():
-        return manager.run(model, loader(manager.device, getattr(manager.store, "hf_cache", None)), work,
+        return manager.run(model, loader(manager.device), work,
                            variant=VARIANT, progress=ctx.model_progress)

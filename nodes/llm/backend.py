@@ -49,11 +49,6 @@ class Meter:
         return reply
 
 
-def effective_privacy(config: TextBackends, requested: str) -> str:
-    """The stricter of the configured and the requested privacy (:func:`engine.routing.effective_privacy`)."""
-    return routing.effective_privacy(config.settings, requested)
-
-
 def resolve(ctx, model: str, privacy: str, task: str = "chat") -> Backend:
     """The backend serving `model` ("" = the default for `task`), refused if privacy forbids it."""
     manager = ctx.require_models()

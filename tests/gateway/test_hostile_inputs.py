@@ -116,3 +116,16 @@ def test_fetch_sends_a_non_ascii_path_percent_encoded():
     finally:
         server.shutdown()
     assert found.body == b"ok" and seen == ["/caf%C3%A9?q=%C3%BC"]
+
+
+def test_health_names_the_models_ollama_holds():
+    """/health asks Ollama what it holds; a model loaded there is named, not reported as Ollama being down."""
+    from types import SimpleNamespace
+
+    from engine.models.ollama import OllamaModel
+    from gateway.health import _model_health
+
+    ollama = SimpleNamespace(loaded=lambda: [OllamaModel("llama3.2:latest", 2 << 30, 2 << 30)])
+    models = SimpleNamespace(report=lambda: SimpleNamespace(to_json=lambda: {"device": "cpu"}), probing=False,
+                             torch=None, ollama=ollama)
+    assert _model_health(models)["ollama"] == {"reachable": True, "loaded": ["llama3.2:latest"]}

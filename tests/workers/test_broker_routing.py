@@ -20,6 +20,19 @@ def test_jobs_go_to_the_queue_of_what_they_need():
     assert broker.queue_for(horde) == "cpu"  # a remote provider's call needs no GPU here
 
 
+def test_every_node_that_takes_a_model_has_a_capability():
+    """A node type with a model picker runs a model: a new one must not land on CPU workers by omission."""
+    import nodes
+
+    takes_model = {cls.type for cls in nodes.registry() if any(spec.widget == "model" for spec in cls.inputs.values())}
+    assert takes_model <= broker.GPU_TYPES, takes_model - broker.GPU_TYPES
+    upscale = {"nodes": {"u": {"type": "image.upscale", "inputs": {"scale": 2}}}}
+    assert broker.queue_for(upscale) == "cpu"  # Lanczos: no model
+    assert broker.queue_for(upscale, None) == "cpu"
+    upscale["nodes"]["u"]["inputs"]["model"] = "hf:stabilityai/sd-x2-latent-upscaler"
+    assert broker.queue_for(upscale) == "gpu"
+
+
 def test_a_model_given_through_a_param_routes_the_job():
     """Endpoint requests name their model in params, not in the workflow's literals."""
     import json
