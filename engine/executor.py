@@ -185,7 +185,7 @@ class Engine:
 
         Thread-safe (a large graph is planned off the event loop); raises Cancelled once ``cancel`` is.
         """
-        return make_plan(compiled, filled, outputs, self.cache, self.files, cancel)
+        return make_plan(compiled, filled, outputs, self.cache, self.files, cancel, self.config)
 
     async def _execute(self, compiled: CompiledWorkflow, plan: Plan, job: "_Job"):
         """The core loop: start what is ready, collect what finished, release what is no longer needed."""

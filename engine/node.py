@@ -6,7 +6,7 @@ import inspect
 import json
 import math
 import sys
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, Mapping
 
 from .errors import InvalidInput
 from .types import FLOAT, INT, TEXT, ValueType
@@ -222,12 +222,13 @@ class Node:
         return ()
 
     @classmethod
-    def fingerprint(cls, inputs: dict[str, Any], files) -> Any:
+    def fingerprint(cls, inputs: dict[str, Any], files, config: Mapping[str, Any] | None = None) -> Any:
         """What, outside the graph, this node's output depends on (e.g. a file's size and mtime).
 
         Nodes that read the outside world override it; the value (JSON-able) enters the cache
         key each run, so a changed file is read again while an unchanged one is served from
-        cache. ``inputs`` holds the literal and param inputs; ``files`` the output folder.
+        cache. ``inputs`` holds the literal and param inputs; ``files`` the output folder;
+        ``config`` the engine's configuration (what ``ctx.config`` is in a run, e.g. the input folder).
         """
         return None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from .cache import Cache
 from .cancel import CancelToken
@@ -38,7 +38,8 @@ class Plan:
 
 
 def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], outputs: Iterable[str] | None,
-              cache: Cache, files: OutputFiles, cancel: CancelToken | None = None) -> Plan:
+              cache: Cache, files: OutputFiles, cancel: CancelToken | None = None,
+              config: Mapping[str, Any] | None = None) -> Plan:
     """Prune to what the requested outputs need, draw seeds, key every node, consult the cache.
 
     Thread-safe (a large graph is planned off the event loop); raises Cancelled once ``cancel`` is.
@@ -77,7 +78,7 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
             continue
         salt = canonical(inputs) if inputs else b""
         if step.fingerprinted:
-            salt += canonical(step.cls.fingerprint({**step.literals, **(inputs or {})}, files))
+            salt += canonical(step.cls.fingerprint({**step.literals, **(inputs or {})}, files, config))
         if step.volatile:
             salt += secrets.token_bytes(16)  # never equal to any other run's key
         keys[nid] = step_key(step, salt, [keys[src] for _, src, _ in step.links])

@@ -56,15 +56,16 @@ class Load(Node):
             yield "data", "give one of path, data and url, not several"
 
     @classmethod
-    def fingerprint(cls, inputs, files):
-        # A file replaced under the same name must be read again: its size and mtime join the key.
+    def fingerprint(cls, inputs, files, config=None):
+        # A file replaced under the same name must be read again: its size and mtime join the key,
+        # read from the folder run() reads it from (the input folder first, else the output folder).
         path = inputs.get("path")
         if not path:
             return None
         if path.startswith(INPUT_REF):
             return None  # an upload's name is its content hash: the name is the key
         try:
-            stat = safe_join(files.root, path).stat()
+            stat = safe_join(_folder(config or {}, files.root, path), path).stat()
         except (OSError, FlowError):
             return None  # run() reports the problem
         return [stat.st_size, stat.st_mtime_ns]
@@ -78,7 +79,7 @@ class Load(Node):
             raise InvalidInput("data", "no image given: set 'data' (base64 or a data URL), 'path' (a file in "
                                        "the input folder) or 'url'")
         if path:
-            raw, which, source = _read(_folder_of(ctx, path), _name_in(path)), "path", {"path": path}
+            raw, which, source = _read(_folder(ctx.config, ctx.files.root, path), _name_in(path)), "path", {"path": path}
         elif url:
             raw, which, source = _download(ctx, url), "url", {"url": url}
         else:
@@ -98,10 +99,10 @@ def _name_in(path: str) -> str:
     return path[len(INPUT_REF):] if path.startswith(INPUT_REF) else path
 
 
-def _folder_of(ctx, path: str):
-    """The folder ``path`` is read from: the input folder for ``input:`` refs and the files found there, else
-    the output folder (where earlier jobs' results are)."""
-    inputs = ctx.config.get("inputs")
+def _folder(config, output_root, path: str):
+    """The folder ``path`` is read from: the input folder (``config["inputs"]``) for ``input:`` refs and the
+    files found there, else the output folder (where earlier jobs' results are)."""
+    inputs = config.get("inputs")
     if path.startswith(INPUT_REF):
         if inputs is None:
             raise InvalidInput("path", f"{path!r} names an upload, but this engine has no input folder; run it "
@@ -113,7 +114,7 @@ def _folder_of(ctx, path: str):
                 return inputs
         except (OSError, FlowError):
             pass  # _read reports it against the output folder
-    return ctx.files.root
+    return output_root
 
 
 def _read(root, path: str) -> bytes:

@@ -194,3 +194,25 @@ def test_mask_from_an_opaque_rgba_image_is_its_white_area(registry, tmp_path):
     finally:
         engine.close()
     assert got[30, 10] == 255 and got[30, 50] == 0
+
+
+def test_a_file_replaced_in_the_input_folder_is_read_again(registry, tmp_path):
+    """The cache key of image.load by path follows the file it reads, in the input folder too."""
+    import os
+
+    from engine import Engine, MemoryCache
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    engine = Engine(registry, cache=MemoryCache(64 << 20), output_dir=tmp_path / "out", config={"inputs": inputs})
+    workflow = Workflow.from_dict({"name": "load", "nodes": {"load": {"type": "image.load", "inputs": {
+        "path": "cat.png"}}}, "outputs": {"width": {"from": "load", "output": "width"}}})
+    try:
+        (inputs / "cat.png").write_bytes(png_bytes(_picture((64, 64))))
+        assert engine.run_sync(workflow).outputs["width"] == 64
+        (inputs / "cat.png").write_bytes(png_bytes(_picture((32, 32))))
+        os.utime(inputs / "cat.png", ns=(1, 1))  # whatever the clock: another size and mtime
+        again = engine.run_sync(workflow)
+        assert again.outputs["width"] == 32 and again.executed == ["load"]
+    finally:
+        engine.close()
