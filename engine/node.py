@@ -228,7 +228,8 @@ class Node:
         Nodes that read the outside world override it; the value (JSON-able) enters the cache
         key each run, so a changed file is read again while an unchanged one is served from
         cache. ``inputs`` holds the literal and param inputs; ``files`` the output folder;
-        ``config`` the engine's configuration (what ``ctx.config`` is in a run, e.g. the input folder).
+        ``config`` the engine's configuration (what ``ctx.config`` is in a run, e.g. the input folder;
+        a fingerprint that declares only ``(inputs, files)`` is called without it).
         """
         return None
 

@@ -6,6 +6,7 @@ planned in a thread while the event loop serves other requests.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -78,7 +79,7 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
             continue
         salt = canonical(inputs) if inputs else b""
         if step.fingerprinted:
-            salt += canonical(step.cls.fingerprint({**step.literals, **(inputs or {})}, files, config))
+            salt += canonical(_fingerprint(step.cls, {**step.literals, **(inputs or {})}, files, config))
         if step.volatile:
             salt += secrets.token_bytes(16)  # never equal to any other run's key
         keys[nid] = step_key(step, salt, [keys[src] for _, src, _ in step.links])
@@ -120,3 +121,18 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
 
 def _nothing() -> None:
     return None
+
+
+def _fingerprint(cls, inputs: dict[str, Any], files: OutputFiles, config: Mapping[str, Any] | None) -> Any:
+    """``cls.fingerprint``, with the engine's configuration when it takes one (a node written before it
+    did takes ``(inputs, files)``)."""
+    if _takes_config(cls):
+        return cls.fingerprint(inputs, files, config)
+    return cls.fingerprint(inputs, files)
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_config(cls) -> bool:
+    import inspect
+
+    return len(inspect.signature(cls.fingerprint).parameters) >= 3
