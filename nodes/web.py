@@ -292,10 +292,10 @@ def _render(url: str, max_bytes: int, timeout: float, allow_private: bool | None
     if executable is None:
         raise NotConfigured("render: true needs a Chromium browser and none is installed; install Debian's "
                             "package (`apt-get install chromium`), or set render to false")
-    fetch(url, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private, accept=HTML_TYPES,
-          follow=True)  # the page itself first: its refusal or limit is the error, not a blank browser page
-    deadline = time.monotonic() + timeout
-    budget = {"left": max_bytes * RENDER_BUDGET}
+    deadline = time.monotonic() + timeout  # one deadline for all: the check below, the browser, its requests
+    first = fetch(url, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private, accept=HTML_TYPES,
+                  follow=True)  # the page itself first: its refusal or limit is the error, not a blank browser page
+    budget = {"left": max_bytes * RENDER_BUDGET - len(first.body)}
     refused: list[FlowError] = []
 
     def answer(route):

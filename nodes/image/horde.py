@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from engine import routing
-from engine.errors import (BackendFailed, BackendUnavailable, Cancelled, InvalidInput, RemoteRateLimited,
+from engine.errors import (BackendFailed, BackendUnavailable, Cancelled, FlowError, InvalidInput, RemoteRateLimited,
                            RemoteRefused)
 from engine.fetch import allow_private_for, fetch
 from engine.settings import Settings
@@ -138,9 +138,9 @@ def _present(ctx, ref: str) -> bool:
 
         parsed = manager.store.parse(ref)
         if parsed.source == "local":
-            return parsed.path.is_dir()
+            return parsed.path.exists()  # a diffusers folder, or a single-file checkpoint
         return parsed.source == "hf" and hf.snapshot(manager.store.hf_cache, parsed) is not None
-    except Exception:  # noqa: BLE001  (an unparsable ref is simply not present)
+    except (FlowError, OSError):  # an unparsable ref is simply not present
         return False
 
 
