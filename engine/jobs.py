@@ -117,6 +117,10 @@ class JobQueue:
             large_ = _size(workflow) > LARGE_GRAPH
             workflow, bound = await _off_loop(large_, self._validated, workflow, params, outputs)
             record = self._new_record(workflow, params, name, outputs)
+            if not large_ and self.dispatch is None:
+                held = self._ended_from_cache(record, workflow, bound)
+                if held is not None:
+                    return await self._store_ended(record, workflow, held, wait_stored)
             self._bound[record.id] = bound
             if not (wait_stored or large_):
                 self._store_while_queued(record, workflow, owned)
@@ -173,6 +177,56 @@ class JobQueue:
                     outputs: list[str] | None) -> JobRecord:
         return JobRecord(id=os.urandom(16).hex(), name=name or workflow.name, state=QUEUED, workflow=workflow.doc,
                          params=params, outputs=outputs, created=time.time())
+
+    def _ended_from_cache(self, record: JobRecord, workflow: Workflow, bound: dict) -> list[ev.Event] | None:
+        """End ``record`` now when the cache holds every output it asks for (no node would run): such a
+        job needs no worker and waits behind no other. Returns its events, to publish once it is
+        stored; None (nothing done) when some node must run."""
+        held: list[ev.Event] = []
+        try:
+            result = self.engine.run_cached(workflow, record.params, outputs=record.outputs, job_id=record.id,
+                                            listener=held.append, bound=bound)
+        except InvalidWorkflow:
+            return None  # the queue's run reports it, as for any job
+        if result is None:
+            return None
+        record.started = record.ended = time.time()
+        record.attempts = 1
+        try:
+            used = self.engine.compile(workflow).effective_params(record.params)
+            record.state, record.result = FINISHED, {**self.present(workflow, result, record.id), "params": used}
+        except Exception:
+            self.log.exception("job %s failed inside the engine", record.id)
+            record.state = FAILED
+            record.error = {"type": "internal", "message": f"internal error; the server log has the details "
+                                                           f"(job {record.id})"}
+            held = [e for e in held if not e.terminal]
+            held.append(terminal_event(record))
+        return held
+
+    async def _store_ended(self, record: JobRecord, workflow: Workflow, held: list[ev.Event],
+                           wait_stored: bool) -> JobRecord:
+        """Store a job that ended on submission (one row, written once); its events go out once it is stored."""
+        record.digest = workflow.digest()
+        writing = self.store.add_async(record)
+
+        def stored(done: asyncio.Future) -> None:
+            if done.cancelled() or done.exception() is not None:
+                self._records.pop(record.id, None)  # never acknowledged: the caller hears the store's error
+                return
+            self._storing.pop(record.id, None)
+            self._publish(ev.JobQueued(record.id, position=0))
+            for event in held:
+                if not event.terminal:
+                    self._publish(event)
+            self._end(record, held[-1])
+
+        self._storing[record.id] = writing
+        self._records[record.id] = record
+        writing.add_done_callback(stored)
+        if wait_stored:
+            await asyncio.shield(writing)
+        return record
 
     async def _store_and_enqueue(self, record: JobRecord, workflow: Workflow, owned: bool,
                                  large_: bool) -> JobRecord:

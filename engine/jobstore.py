@@ -1,8 +1,9 @@
 """Job records persisted in SQLite: an accepted job is written before it is acknowledged.
 
-Every write goes through one writer thread that groups what is waiting into one transaction
-(group commit): the event loop never runs SQLite, and N jobs accepted at once cost one commit,
-not N. A caller that must not go on before its write is durable (acknowledging a job, ending
+Writes made on the event loop are grouped into one transaction per turn of the loop (group
+commit): N jobs accepted at once cost one commit, not N, and a job that ends within its group
+is one row written once. The log's checkpoints (the part that syncs files) run in a thread of
+their own, never inside a commit on the loop. A caller that must not go on before its write is durable (acknowledging a job, ending
 it) awaits :meth:`JobStore.add_async` / :meth:`JobStore.save_async`; a write nobody waits for
 (a job starting) is :meth:`JobStore.save_later`. Writes are applied in the order they were
 made; a state update superseded by a later one of the same job in the same group is skipped.
@@ -170,6 +171,8 @@ class JobStore:
             db.executescript(_SCHEMA)
             if "doc_hash" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
                 db.execute("ALTER TABLE jobs ADD COLUMN doc_hash TEXT")  # a database from before documents
+        if self._shared is None:
+            self._checkpoints = _Checkpoints(self._connect_checkpointer)
 
     def _start(self) -> None:
         """The state every store starts with (before its database is opened)."""
@@ -180,14 +183,22 @@ class JobStore:
         self._known: set[str] = set()  # document hashes committed by this store
         self._group: list[tuple] = []  # writes made on the event loop since the last flush
         self._group_thread = 0  # the event loop's thread (the only one that groups writes)
+        self._checkpoints: _Checkpoints | None = None  # a file database's checkpointer thread
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA synchronous=NORMAL")
+        if self._shared is None and self.path != ":memory:":
+            # No commit checkpoints (copies the log into the database and syncs both, milliseconds
+            # on the event loop every ~200 commits): the checkpointer thread does (_Checkpoints).
+            db.execute("PRAGMA wal_autocheckpoint=0")
         with self._lock:
             self._connections.append(db)
         return db
+
+    def _connect_checkpointer(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -204,6 +215,8 @@ class JobStore:
         """Write what is waiting, close the database (every thread's connection)."""
         if self._group:
             self._flush()
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         with self._lock:
             connections, self._connections = self._connections, []
         for db in connections:
@@ -321,6 +334,8 @@ class JobStore:
                     written.append(job.digest)
                 job.seq = self._seq(db.execute(self._INSERT_SQL, values))
         self._known.update(written)  # once committed: a document rolled back is written again next time
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
 
     @contextmanager
     def _begun(self) -> Iterator[sqlite3.Connection]:
@@ -382,6 +397,61 @@ class JobStore:
         with self._db() as db:
             rows = db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
         return {row["state"]: row["n"] for row in rows}
+
+class _Checkpoints:
+    """A thread that checkpoints the write-ahead log, so that commits on the event loop never do.
+
+    A checkpoint copies committed pages from the log into the database and syncs both files: some
+    milliseconds, which SQLite would otherwise spend inside whichever commit crossed its
+    threshold (on the event loop, every couple of hundred jobs). Here it runs once every
+    :data:`EVERY` commits or :data:`IDLE_S` seconds after the last one, as a PASSIVE checkpoint
+    (it never blocks a writer or a reader); the log restarts from its beginning once a checkpoint
+    has copied all of it. Durability is unchanged: a commit is in the log before it returns.
+    """
+
+    EVERY = 200
+    IDLE_S = 1.0
+
+    def __init__(self, connect) -> None:
+        self._connect = connect
+        self._due = threading.Event()
+        self._commits = 0  # since the last checkpoint (written on the loop, read here: a hint, no lock)
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="flow-jobs-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        """Count a commit; wakes the thread every EVERY commits."""
+        self._commits += 1
+        if self._commits >= self.EVERY:
+            self._due.set()
+
+    def close(self) -> None:
+        """Stop the thread after one last checkpoint."""
+        self._closing = True
+        self._due.set()
+        self._thread.join(30)
+
+    def _loop(self) -> None:
+        db = self._connect()
+        try:
+            while not self._closing:
+                self._due.wait(self.IDLE_S)
+                self._due.clear()
+                if self._commits:
+                    self._commits = 0
+                    self._checkpoint(db, "PASSIVE")
+            self._checkpoint(db, "TRUNCATE")  # closing: the log goes into the database, and is emptied
+        finally:
+            db.close()
+
+    @staticmethod
+    def _checkpoint(db: sqlite3.Connection, mode: str) -> None:
+        try:
+            db.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.Error as exc:  # busy or locked: the next one catches up (the log only grows meanwhile)
+            _log.warning("job store checkpoint (%s) failed: %s", mode, exc)
+
 
 def _record(row: sqlite3.Row, workflow: dict | None = None) -> JobRecord:
     return JobRecord(

@@ -1,0 +1,129 @@
+"""Fully cached jobs end on submission (no worker, no queue), stored once with their end; the job
+store's log is checkpointed by its own thread, never inside a commit on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+
+from engine.jobs import JobQueue
+from engine.jobstore import JobStore
+
+ADD = {"name": "add", "params": {"a": {"description": "first", "bind": [{"node": "sum", "input": "a"}]}},
+       "nodes": {"sum": {"type": "zoo.add", "inputs": {"a": 1, "b": 2}},
+                 "next": {"type": "zoo.inc", "inputs": {"x": {"from": "sum", "output": "sum"}}}},
+       "outputs": {"x": {"from": "next", "output": "x"}}}
+SLEEP = {"name": "sleep", "nodes": {"s": {"type": "zoo.sleep", "inputs": {"seconds": 0.5, "value": 1}}},
+         "outputs": {"value": {"from": "s", "output": "value"}}}
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    yield store
+    store.close()
+
+
+def make_queue(engine, store) -> JobQueue:
+    return JobQueue(engine, store, present=lambda wf, result, job: {"outputs": result.outputs,
+                                                                     "executed": result.executed})
+
+
+def test_cached_job_ends_on_submission_behind_a_running_job(engine, store):
+    """A job whose outputs are all cached ends at once, even while another job holds the only worker."""
+
+    async def main():
+        queue = make_queue(engine, store)
+        await queue.start()
+        first = await queue.accept(ADD, {"a": 5})  # runs its nodes: fills the cache
+        assert (await queue.wait(first.id, 10)).result == {"outputs": {"x": 8}, "executed": ["sum", "next"],
+                                                           "params": {"a": 5}}
+        slow = await queue.accept(SLEEP)
+        await asyncio.sleep(0.05)
+        assert queue.get(slow.id).state == "running"
+        events = queue.subscribe()
+        started = time.perf_counter()
+        again = await queue.accept(ADD, {"a": 5})
+        took = time.perf_counter() - started
+        seen = [event.kind for event in (events.queue.get_nowait() for _ in range(events.queue.qsize()))
+                if event.job_id == again.id]
+        in_memory = queue.get(again.id)
+        await queue.wait(slow.id, 10)
+        await queue.stop()
+        return again, in_memory, took, seen, queue.get(slow.id)
+
+    again, in_memory, took, seen, slow = asyncio.run(main())
+    assert again.state == in_memory.state == "finished" and took < 0.4  # not after the 0.5 s job
+    assert again.result == {"outputs": {"x": 8}, "executed": [], "params": {"a": 5}}
+    assert again.attempts == 1 and again.started == again.ended
+    # published once stored: the same kinds a queued run emits, in order, one terminal event
+    assert seen == ["job.queued", "job.started", "node.cached", "job.finished"]
+    assert slow.state == "finished"
+    stored = store.get(again.id)
+    assert stored.state == "finished" and stored.result == again.result and stored.workflow == ADD
+
+
+def test_uncached_or_changed_job_still_runs_in_the_queue(engine, store):
+    """Another param value misses the cache: that job runs its nodes in the queue, as before."""
+
+    async def main():
+        queue = make_queue(engine, store)
+        await queue.start()
+        one = await queue.accept(ADD, {"a": 1})
+        two = await queue.accept(ADD, {"a": 2}, wait_stored=False)
+        assert two.state == "queued"
+        await queue.stored(two.id)
+        results = [(await queue.wait(job.id, 10)).result for job in (one, two)]
+        await queue.stop()
+        return results
+
+    one, two = asyncio.run(main())
+    assert one["executed"] == two["executed"] == ["sum", "next"]
+    assert two["outputs"] == {"x": 5}  # (2 + 2) + 1
+
+
+def test_cached_job_is_written_once_with_its_end(engine, store, monkeypatch):
+    """One insert and no update for a job that ended on submission."""
+    statements = []
+    real = store._transaction
+    monkeypatch.setattr(store, "_transaction", lambda ops: (statements.extend(op[0] for op in ops), real(ops)))
+
+    async def main():
+        queue = make_queue(engine, store)
+        await queue.start()
+        await queue.wait((await queue.accept(ADD, {"a": 3})).id, 10)
+        await asyncio.sleep(0.05)  # the first job's end is committed
+        statements.clear()
+        cached = await queue.accept(ADD, {"a": 3}, wait_stored=False)
+        await queue.stored(cached.id)
+        await queue.stop()
+        return cached
+
+    cached = asyncio.run(main())
+    assert cached.state == "finished" and statements == ["insert"]
+
+
+def test_checkpoints_run_in_their_own_thread_not_in_commits(tmp_path, monkeypatch):
+    """Commits leave the log to the checkpointer thread, which empties it into the database."""
+    monkeypatch.setattr("engine.jobstore._Checkpoints.IDLE_S", 0.05)
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    wal = tmp_path / "jobs.sqlite3-wal"
+    with store._db() as db:
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # never inside a commit
+    from engine.jobstore import JobRecord
+
+    for i in range(50):
+        store.add(JobRecord(id=f"job{i}", name="x", state="finished", workflow={"nodes": {}}, params={},
+                            outputs=None, created=time.time()))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and store._checkpoints._commits:
+        time.sleep(0.02)
+    assert store._checkpoints._commits == 0
+    # another connection that never reads the log sees every job in the database file
+    store.close()
+    assert not wal.exists() or wal.stat().st_size == 0  # closing truncated it
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 50
