@@ -105,4 +105,14 @@ def serve(settings: Settings, engine: Engine) -> None:
     url = f"http://{settings.host}:{settings.port}"
     print(f"flow gateway on {url}  (docs: {url}/docs, web page: {url}/)", flush=True)
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
-                handle_signals=True)
+                handle_signals=True, loop=new_event_loop())
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The gateway's event loop: uvloop's where installed (its transports and callbacks cost about a
+    tenth of a request less CPU than asyncio's), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -36,9 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FLOW = str(Path(sys.executable).with_name("flow"))
 
+# The baseline runs on the event loop `flow serve` runs on (server.new_event_loop: uvloop where
+# installed), so that the ratio measures flow's own work, not a difference of loops.
 BARE_APP = textwrap.dedent("""
     import sys
+    sys.path.insert(0, sys.argv[2])
     from aiohttp import web
+    from server import new_event_loop
 
     async def handle(request):
         await request.read()
@@ -46,7 +50,7 @@ BARE_APP = textwrap.dedent("""
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None, loop=new_event_loop())
 """)
 
 LOADGEN = textwrap.dedent("""
@@ -235,7 +239,7 @@ def load_section(args, endpoint: str) -> None:
         started = time.perf_counter()
         server = subprocess.Popen([FLOW, "serve"], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
+        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port), str(ROOT)])
         try:
             up = wait_health(f"http://127.0.0.1:{port}/health", server)
             wait_health_bare(bare_port, bare)
@@ -253,8 +257,12 @@ def load_section(args, endpoint: str) -> None:
             bare.terminate()
             server.wait(10)
             bare.wait(10)
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # as server.new_event_loop picks
     print(f"gateway benchmark: POST {endpoint} (cached after one warm call), {args.concurrency} concurrent "
-          f"clients for {args.seconds:g} s each, load generator in its own process\n")
+          f"clients for {args.seconds:g} s each, load generator in its own process, both servers on {loop}'s "
+          f"event loop\n")
     print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}{'errors':>8}")
     for name, r in ((f"flow serve {endpoint}", flow), ("bare aiohttp handler", base)):
         print(f"{name:<28}{r['rps']:>10.1f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['cpu_us']:>12.0f}{r['errors']:>8}")
