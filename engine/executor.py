@@ -20,6 +20,7 @@ from .compile import CompiledWorkflow, Step, compile_workflow
 from .context import NodeContext, RunInfo
 from .errors import Cancelled, InvalidWorkflow, NodeError, Problem, redact_paths
 from .large import LARGE_GRAPH, quiet_gc
+from .node import Node
 from .paths import OutputFiles
 from .plan import Plan, make_plan
 from .registry import Registry
@@ -109,18 +110,23 @@ class Engine:
     async def run(self, workflow: Workflow, params: dict[str, Any] | None = None, *,
                   outputs: Iterable[str] | None = None, job_id: str | None = None,
                   listener: Listener | None = None, cancel: CancelToken | None = None,
-                  bound: dict[str, dict[str, Any]] | None = None) -> RunResult:
+                  bound: dict[str, dict[str, Any]] | None = None, plan: Plan | None = None) -> RunResult:
         """Run ``workflow`` with ``params``; returns the requested outputs (all by default).
 
         ``bound`` is ``compile(workflow).bind(params)`` when the caller has it already (a job queue
-        validated the params on submission): it is not bound again.
+        validated the params on submission): it is not bound again. ``plan`` is this run's plan
+        when the caller made it just now (:meth:`plan_now`, the same params and outputs): it is
+        not planned again. (A plan made earlier would miss what the cache gained since.)
 
         Raises InvalidWorkflow before anything runs, NodeError when a node raises, and
         Cancelled when ``cancel`` is cancelled. Exactly one terminal event ends each run.
         """
         job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
                    cancel or CancelToken(), self.log)
-        compiled, plan = await self._prepare(workflow, params or {}, outputs, job, bound)
+        if plan is None:
+            compiled, plan = await self._prepare(workflow, params or {}, outputs, job, bound)
+        else:
+            compiled = self.compile(workflow)
         job.info = RunInfo(job.id, workflow.doc, dict(params or {}), compiled.effective_params(params or {}),
                            plan.seeds, {nid: compiled.steps[nid].seed_input for nid in plan.seeds}, self.registry)
         started = time.perf_counter()
@@ -149,27 +155,43 @@ class Engine:
             executed=list(timings), cached=list(plan.hits), seeds=plan.seeds, timings=timings, elapsed=elapsed,
         )
 
-    def run_cached(self, workflow: Workflow, params: dict[str, Any] | None = None, *,
-                   outputs: Iterable[str] | None = None, job_id: str | None = None,
-                   listener: Listener | None = None, bound: dict[str, dict[str, Any]] | None = None
-                   ) -> RunResult | None:
-        """The run's result when the cache holds every output it needs (no node would run), else None.
+    def plan_now(self, workflow: Workflow, params: dict[str, Any] | None = None, *,
+                 outputs: Iterable[str] | None = None, bound: dict[str, dict[str, Any]] | None = None) -> Plan:
+        """This run's plan, on the calling thread (a small workflow's: tens of microseconds).
 
-        Synchronous, for a small workflow: a fully cached run needs neither a worker nor a thread.
-        It emits what :meth:`run` would (started, cached nodes, finished); returning None it emits
-        nothing and draws nothing that matters (a drawn seed never hits the cache). Raises
-        InvalidWorkflow as :meth:`run` does.
+        A job queue asks it on submission: a plan with nothing to run ends the job at once
+        (:meth:`run_cached`); one that runs next anyway goes to :meth:`run` as its ``plan``.
+        Raises InvalidWorkflow as :meth:`run` does.
         """
         compiled = self.compile(workflow)
-        filled = compiled.bind(params or {}) if bound is None else bound
-        plan = self.plan(compiled, filled, outputs)
+        return self.plan(compiled, compiled.bind(params or {}) if bound is None else bound, outputs)
+
+    def inline_only(self, workflow: Workflow, plan: Plan) -> bool:
+        """True when every node ``plan`` runs may run inline on the loop (no async node, no blocking
+        one that cannot be cheap): such a run takes no turn of the loop unless a node is not cheap."""
+        steps = self.compile(workflow).steps
+        for nid in plan.order:
+            cls = steps[nid].cls
+            if cls.is_async() or (cls.blocking and cls.cheap.__func__ is Node.cheap.__func__):
+                return False
+        return True
+
+    def run_cached(self, workflow: Workflow, plan: Plan, *, job_id: str | None = None,
+                   listener: Listener | None = None) -> RunResult | None:
+        """The run's result when ``plan`` (:meth:`plan_now`) has nothing to run: every output it needs
+        is cached; else None, having emitted nothing.
+
+        Synchronous: a fully cached run needs neither a worker nor a thread. It emits what
+        :meth:`run` would (started, cached nodes, finished).
+        """
         if plan.order:
             return None
+        steps = self.compile(workflow).steps
         job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
                    CancelToken(), self.log)
         job.emit(ev.JobStarted(job.id, to_run=0, cached=len(plan.hits)))
         for nid in plan.hits:
-            job.emit(ev.NodeCached(job.id, node=nid, node_type=compiled.steps[nid].cls.type))
+            job.emit(ev.NodeCached(job.id, node=nid, node_type=steps[nid].cls.type))
         job.emit(ev.JobFinished(job.id, elapsed=0.0))
         return RunResult(job_id=job.id, outputs={name: plan.hits[node][out] for name, (node, out) in plan.outputs.items()},
                          executed=[], cached=list(plan.hits), seeds=plan.seeds)

@@ -17,6 +17,7 @@ from .cancel import CancelToken
 from .errors import (Cancelled, FlowError, InvalidInput, InvalidWorkflow, JobEnded, JobNotFound, NodeError, QueueFull,
                      redact_paths)
 from .executor import Engine, RunResult
+from .plan import Plan
 from .job_events import Subscription, terminal_event
 from .jobstore import CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore
 from .large import LARGE_GRAPH, quiet_gc, settle_gc
@@ -60,6 +61,7 @@ class JobQueue:
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         self._adding = 0  # accepted jobs being stored: they count against max_queued
+        self._running = 0  # jobs running now, in a worker or in the task that accepted them (at most workers)
         self.recovered = {"requeued": 0, "interrupted": 0}
         self._mean_s: float | None = None  # a job's running time, averaged over the recent ones (Retry-After)
 
@@ -99,7 +101,8 @@ class JobQueue:
     # -- submitting and reading ----------------------------------------------------------------
 
     async def accept(self, workflow: Workflow | dict, params: dict[str, Any] | None = None, *,
-                     name: str | None = None, outputs: list[str] | None = None, wait_stored: bool = True) -> JobRecord:
+                     name: str | None = None, outputs: list[str] | None = None, wait_stored: bool = True,
+                     waiting: bool = False) -> JobRecord:
         """:meth:`submit` for any size of graph: parsing, validating and storing run off the event loop.
 
         ``workflow`` may be a parsed :class:`Workflow` or a workflow document (then parsed here);
@@ -108,6 +111,11 @@ class JobQueue:
         With ``wait_stored=False`` a small job is queued while its record is being committed: the
         caller must ``await`` :meth:`stored` before it tells anyone the job exists (a caller that
         waits for the job's end may skip that: the end is committed after the record).
+
+        A small job whose outputs are all cached ends here (no node runs). With ``waiting`` (the
+        caller waits for the job's end anyway), a small job whose nodes all run inline also runs
+        here, in the caller's task, when no job waits and a worker is free: it would have been
+        the next to run, and skips the hop to the worker.
         """
         params = params or {}
         self._check_room()
@@ -117,11 +125,18 @@ class JobQueue:
             large_ = _size(workflow) > LARGE_GRAPH
             workflow, bound = await _off_loop(large_, self._validated, workflow, params, outputs)
             record = self._new_record(workflow, params, name, outputs)
+            plan = None
             if not large_ and self.dispatch is None:
-                held = self._ended_from_cache(record, workflow, bound)
-                if held is not None:
+                plan = self.engine.plan_now(workflow, params, outputs=outputs, bound=bound)
+                if not plan.order:
+                    held = self._ended_from_cache(record, workflow, plan)
                     return await self._store_ended(record, workflow, held, wait_stored)
             self._bound[record.id] = bound
+            if (waiting and plan is not None and not self._queue and self._running < self._workers_wanted
+                    and self.engine.inline_only(workflow, plan)):
+                self._store_while_queued(record, workflow, owned, queue=False)
+                await self._run_in_slot(record.id, plan)
+                return record
             if not (wait_stored or large_):
                 self._store_while_queued(record, workflow, owned)
                 return record
@@ -178,18 +193,11 @@ class JobQueue:
         return JobRecord(id=new_job_id(), name=name or workflow.name, state=QUEUED, workflow=workflow.doc,
                          params=params, outputs=outputs, created=time.time())
 
-    def _ended_from_cache(self, record: JobRecord, workflow: Workflow, bound: dict) -> list[ev.Event] | None:
-        """End ``record`` now when the cache holds every output it asks for (no node would run): such a
-        job needs no worker and waits behind no other. Returns its events, to publish once it is
-        stored; None (nothing done) when some node must run."""
+    def _ended_from_cache(self, record: JobRecord, workflow: Workflow, plan: Plan) -> list[ev.Event]:
+        """End ``record`` now: ``plan`` runs nothing, the cache holds every output it asks for. Such a
+        job needs no worker and waits behind no other. Returns its events, to publish once it is stored."""
         held: list[ev.Event] = []
-        try:
-            result = self.engine.run_cached(workflow, record.params, outputs=record.outputs, job_id=record.id,
-                                            listener=held.append, bound=bound)
-        except InvalidWorkflow:
-            return None  # the queue's run reports it, as for any job
-        if result is None:
-            return None
+        result = self.engine.run_cached(workflow, plan, job_id=record.id, listener=held.append)
         record.started = record.ended = time.time()
         record.attempts = 1
         try:
@@ -242,14 +250,21 @@ class JobQueue:
         self._enqueue(record, workflow)
         return record
 
-    def _store_while_queued(self, record: JobRecord, workflow: Workflow, owned: bool) -> None:
+    def _store_while_queued(self, record: JobRecord, workflow: Workflow, owned: bool, *, queue: bool = True) -> None:
+        """Store ``record`` in the next group commit and enqueue it meanwhile (``queue=False``: only
+        registered, for a job its caller runs now)."""
         record.digest = workflow.digest()
         writing = self.store.add_async(record)
         self._storing[record.id] = writing
         writing.add_done_callback(lambda done: done.exception() or self._storing.pop(record.id, None))
         if owned:
             self._owned.add(record.id)
-        self._enqueue(record, workflow)
+        if queue:
+            self._enqueue(record, workflow)
+        else:
+            self._workflows[record.id] = workflow
+            self._records[record.id] = record
+            self._publish(ev.JobQueued(record.id, position=1))
 
     async def stored(self, job_id: str) -> None:
         """Returns once the job's record is committed; raises what failed to store it."""
@@ -368,19 +383,28 @@ class JobQueue:
 
     async def _worker(self) -> None:
         while True:
-            while not self._queue:
+            # a job run by its caller (accept) holds a worker's place too
+            while not self._queue or self._running >= self._workers_wanted:
                 self._wake.clear()
                 await self._wake.wait()
-            job_id = self._queue.popleft()
-            try:
-                await (self._run(job_id) if self.dispatch is None else self.dispatch.run(self, job_id))
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the worker must survive anything a job does
-                self.log.exception("job %s: unexpected error in the queue", job_id)
-            self._settle_if_idle()
+            await self._run_in_slot(self._queue.popleft())
 
-    async def _run(self, job_id: str) -> None:
+    async def _run_in_slot(self, job_id: str, plan: Plan | None = None) -> None:
+        """Run one job in one of the ``workers`` places; the worker must survive anything a job does."""
+        self._running += 1
+        try:
+            await (self._run(job_id, plan) if self.dispatch is None else self.dispatch.run(self, job_id))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("job %s: unexpected error in the queue", job_id)
+        finally:
+            self._running -= 1
+            if self._queue:
+                self._wake.set()
+        self._settle_if_idle()
+
+    async def _run(self, job_id: str, plan: Plan | None = None) -> None:
         # A large job's store reads and writes, parsing and presenting run in threads (they take a
         # while); a small job's run inline: a thread hop costs more than they do.
         record = self._records.get(job_id) or await asyncio.to_thread(self._read, job_id)
@@ -416,7 +440,8 @@ class JobQueue:
                 workflow = await asyncio.to_thread(_parsed, record.workflow)
                 self._owned.add(job_id)
             result = await self.engine.run(workflow, record.params, outputs=record.outputs, job_id=job_id,
-                                           listener=listener, cancel=token, bound=self._bound.pop(job_id, None))
+                                           listener=listener, cancel=token, bound=self._bound.pop(job_id, None),
+                                           plan=plan)
             used = self.engine.compile(workflow).effective_params(record.params)
             presented = await _off_loop(large_, self.present, workflow, result, job_id)
             record.state, record.result = FINISHED, {**presented, "params": used}

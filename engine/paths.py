@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from .errors import UnsafePath
@@ -77,12 +78,51 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}(/[A-Za-z0-9_][A-Za-z0
 class OutputFiles:
     """Allocates new files under the output folder, never overwriting one."""
 
-    __slots__ = ("root", "_next", "_lock")
+    __slots__ = ("root", "_next", "_lock", "_real_root", "_written")
+
+    #: files remembered by what they hold (:meth:`earlier`), at most
+    WRITTEN_KEEP = 1024
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self._next: dict[tuple[Path, str], int] = {}  # next counter per (base, suffix): no rescans
         self._lock = threading.Lock()
+        self._real_root: str | None = None  # the root with its symlinks resolved, once
+        self._written: OrderedDict[str, str] = OrderedDict()  # identity -> path (see earlier())
+
+    def earlier(self, identity: str) -> str | None:
+        """The file noted under ``identity`` (:meth:`note`) if it is still there, else None."""
+        with self._lock:
+            path = self._written.get(identity)
+            if path is not None:
+                self._written.move_to_end(identity)
+        if path is not None and os.path.isfile(path):
+            return path
+        return None
+
+    def note(self, identity: str, path: str | os.PathLike) -> None:
+        """Remember that ``path`` holds what ``identity`` names (the latest WRITTEN_KEEP are kept)."""
+        with self._lock:
+            self._written[identity] = os.fspath(path)
+            self._written.move_to_end(identity)
+            while len(self._written) > self.WRITTEN_KEEP:
+                self._written.popitem(last=False)
+
+    def _base(self, prefix: str) -> Path:
+        """``prefix`` under the root, checked as :func:`safe_join` does at the cost of one lstat a folder.
+
+        The root is resolved once; then only the prefix's own folders are looked at (the prefix has
+        no '.' or '..' part: _PREFIX): a symlink among them is resolved and checked by safe_join.
+        """
+        real_root = self._real_root
+        if real_root is None:
+            real_root = self._real_root = os.path.realpath(self.root)
+        folder = real_root
+        for part in prefix.split("/")[:-1]:
+            folder = os.path.join(folder, part)
+            if os.path.islink(folder):
+                return safe_join(real_root, prefix)
+        return Path(os.path.join(real_root, prefix))
 
     def new_path(self, prefix: str, suffix: str) -> Path:
         """Create and return a fresh file ``<prefix>_00001<suffix>`` (counter bumped until free).
@@ -96,7 +136,7 @@ class OutputFiles:
             )
         if not re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix):
             raise UnsafePath(f"file suffix {suffix!r} is not allowed; use e.g. '.txt'")
-        base = safe_join(self.root, prefix)
+        base = self._base(prefix)
         with self._lock:
             counter = self._next.get((base, suffix))
             if counter is None:  # first file of this name here: continue after the highest one on disk

@@ -61,8 +61,10 @@ def endpoint_handler(endpoint: Endpoint):
         params = await json_body(request, required=False)
         # {"preset": NAME}: the preset's workflow, the other params on top (gateway/presets.py)
         workflow, params = apply_preset(request.app[CATALOGUE], endpoint, params)
-        # `answer` waits until the record is committed before it answers, 202 or result
-        record = await request.app[JOBS].accept(workflow, params, name=endpoint.name, wait_stored=False)
+        # `answer` waits until the record is committed before it answers, 202 or result; a caller that
+        # waits for the result may have a cheap job run in this task (JobQueue.accept's `waiting`)
+        record = await request.app[JOBS].accept(workflow, params, name=endpoint.name, wait_stored=False,
+                                                waiting=not wants_async(request, False))
         return await answer(request, record, outputs_only=endpoint.workflow.answer == "outputs")
 
     handle.__name__ = f"endpoint_{endpoint.name}"
@@ -79,7 +81,8 @@ async def post_job(request: web.Request) -> web.Response:
     if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
         raise InvalidRequest("'outputs' must be a list of output names")
     # Parsed, validated, compiled and stored off the event loop (a 100k-node graph takes seconds).
-    record = await request.app[JOBS].accept(body["workflow"], params, outputs=outputs)
+    record = await request.app[JOBS].accept(body["workflow"], params, outputs=outputs,
+                                            waiting=not wants_async(request, True))
     return await answer(request, record, async_default=True)
 
 

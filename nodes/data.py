@@ -4,7 +4,7 @@ import json
 import re
 
 from engine import INT, JSON, TEXT, Input, InvalidInput, Node, Output
-from engine.saving import SaveNode, write_sidecar
+from engine.saving import SaveNode, open_new, write_sidecar
 
 
 # An array index: ASCII digits only ("²".isdigit() is true, int() refuses it), short enough for int().
@@ -65,9 +65,12 @@ class Save(SaveNode):
     }
 
     def run(self, ctx, value, indent, prefix, metadata):
+        text = json.dumps(value, ensure_ascii=False, indent=indent or None) + "\n"
+
         def write(path, description):
-            path.write_text(json.dumps(value, ensure_ascii=False, indent=indent or None) + "\n", encoding="utf-8")
+            with open_new(path) as file:
+                file.write(text)
             if description["workflow"] is not None:
                 write_sidecar(path, description)
 
-        return self.save(ctx, prefix, ".json", self.description(ctx, {}, metadata), write)
+        return self.save(ctx, prefix, ".json", self.description(ctx, {}, metadata), write, same=text)

@@ -4,7 +4,7 @@ import json
 import re
 
 from engine import JSON, TEXT, Input, InvalidInput, Node, Output
-from engine.saving import SaveNode, write_sidecar
+from engine.saving import SaveNode, open_new, write_sidecar
 
 # {name} is a placeholder; {{ and }} are literal braces. Deliberately not str.format, whose
 # {a.attr} and {a[0]} syntax would let a template reach into Python objects.
@@ -96,8 +96,9 @@ class Save(SaveNode):
 
     def run(self, ctx, text, extension, prefix, metadata):
         def write(path, description):
-            path.write_text(text, encoding="utf-8")
+            with open_new(path) as file:
+                file.write(text)
             if description["workflow"] is not None:
                 write_sidecar(path, description)
 
-        return self.save(ctx, prefix, f".{extension}", self.description(ctx, {}, metadata), write)
+        return self.save(ctx, prefix, f".{extension}", self.description(ctx, {}, metadata), write, same=text)

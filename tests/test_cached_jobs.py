@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from engine import BOOL, FLOAT, JSON, Input, Node, Output
 from engine.jobs import JobQueue
 from engine.jobstore import JobStore
 
@@ -127,3 +128,83 @@ def test_checkpoints_run_in_their_own_thread_not_in_commits(tmp_path, monkeypatc
     assert not wal.exists() or wal.stat().st_size == 0  # closing truncated it
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 50
+
+
+class MaybeCheap(Node):
+    """Sleep in a thread unless told it is cheap (then inline): its place is known only at run time."""
+
+    type = "testing.maybe_cheap"
+    inputs = {"seconds": Input(FLOAT, "how long", minimum=0), "cheap_": Input(BOOL, "run inline", default=False)}
+    outputs = {"ran": Output(JSON, "when it ran: [start, end]")}
+
+    @classmethod
+    def cheap(cls, inputs, run) -> bool:
+        return bool(inputs.get("cheap_"))
+
+    def run(self, ctx, seconds, cheap_):
+        start = time.perf_counter()
+        time.sleep(seconds)
+        return {"ran": [start, time.perf_counter()]}
+
+
+def maybe(seconds: float, cheap: bool, tag: str) -> dict:
+    return {"name": f"maybe-{tag}", "nodes": {"m": {"type": "testing.maybe_cheap",
+                                                     "inputs": {"seconds": seconds, "cheap_": cheap}},
+                                               "tag": {"type": "zoo.const", "inputs": {"value": tag}}},
+            "outputs": {"ran": {"from": "m", "output": "ran"}, "tag": {"from": "tag", "output": "value"}}}
+
+
+@pytest.fixture
+def maybe_engine(registry, tmp_path):
+    from engine import Engine, MemoryCache, Registry
+
+    engine = Engine(Registry([*registry, MaybeCheap]), cache=MemoryCache(1 << 20),
+                    output_dir=tmp_path / "out")
+    yield engine
+    engine.close()
+
+
+def test_waiting_caller_runs_a_cheap_job_itself_when_the_queue_is_idle(maybe_engine, store, monkeypatch):
+    """Nothing queued, a worker free: the job runs in accept (ended on return), written as one row."""
+    statements = []
+    real = store._transaction
+    monkeypatch.setattr(store, "_transaction", lambda ops: (statements.extend(op[0] for op in ops), real(ops)))
+
+    async def main():
+        queue = make_queue(maybe_engine, store)
+        await queue.start()
+        record = await queue.accept(maybe(0.0, True, "a"), waiting=True, wait_stored=False)
+        state = record.state
+        await queue.stored(record.id)
+        await asyncio.sleep(0.05)
+        await queue.stop()
+        return state, record
+
+    state, record = asyncio.run(main())
+    assert state == "finished" and record.result["executed"] == ["m", "tag"]
+    assert statements == ["insert"]  # its start and its end went into its insert
+    assert store.get(record.id).state == "finished"
+
+
+def test_caller_run_job_holds_the_only_worker_place(maybe_engine, store):
+    """A job its caller runs that goes to a thread after all still counts as the one running job:
+    a job queued meanwhile starts after it ends, and a waiting caller behind it queues."""
+
+    async def main():
+        queue = make_queue(maybe_engine, store)
+        await queue.start()
+        first = asyncio.ensure_future(queue.accept(maybe(0.3, False, "first"), waiting=True))
+        await asyncio.sleep(0.05)
+        assert queue._running == 1
+        second = await queue.accept(maybe(0.0, False, "second"))
+        third = await queue.accept(maybe(0.0, True, "third"), waiting=True, wait_stored=False)
+        assert (second.state, third.state) == ("queued", "queued")
+        first = await first
+        ends = [await queue.wait(job.id, 10) for job in (first, second, third)]
+        await queue.stop()
+        return ends
+
+    first, second, third = asyncio.run(main())
+    assert [job.state for job in (first, second, third)] == ["finished"] * 3
+    assert first.result["outputs"]["ran"][1] <= second.result["outputs"]["ran"][0]
+    assert second.result["outputs"]["ran"][1] <= third.result["outputs"]["ran"][0]

@@ -270,8 +270,20 @@ def test_executor_save_nodes_write_under_output_dir(engine, tmp_path):
     assert result.outputs["text"] == "Hello, tests!"
     assert path.read_text() == "Hello, tests!"
     assert path.is_relative_to((tmp_path / "out").resolve())
+    # An identical run (its text from the cache, the same description) answers the file written
+    # then, as image.save does: no copy. Another name writes a new file; so does a repeat once
+    # the earlier file is gone.
     again = engine.run_sync(hello, {"name": "tests"})
-    assert again.executed == ["save"] and Path(again.outputs["file"]) != path
+    assert again.executed == ["save"] and Path(again.outputs["file"]) == path
+    other = engine.run_sync(hello, {"name": "others"})
+    assert Path(other.outputs["file"]) != path and Path(other.outputs["file"]).read_text() == "Hello, others!"
+    path.unlink()
+    fresh = engine.run_sync(hello, {"name": "tests"})
+    assert Path(fresh.outputs["file"]) not in (path, Path(other.outputs["file"]))
+    assert Path(fresh.outputs["file"]).read_text() == "Hello, tests!"
+    assert sorted(p.name for p in path.parent.iterdir()) == [  # the first one's sidecar was left
+        "greeting_00001.txt.json", "greeting_00002.txt", "greeting_00002.txt.json", "greeting_00003.txt",
+        "greeting_00003.txt.json"]
 
 
 def test_executor_run_info_reproduces_a_run_with_drawn_seeds(registry, tmp_path):
