@@ -7,8 +7,10 @@ at once. Nothing here recurses, so a 100,000-node chain validates.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -18,7 +20,7 @@ from .graph import consumers, cycles, topological, workflow_graph
 from .node import Input, Node
 from .registry import Registry
 from .types import ValueType
-from .workflow import Link, Workflow
+from .workflow import Link, NodeDecl, Workflow
 
 
 def canonical(value: Any) -> bytes:
@@ -42,13 +44,16 @@ class Step:
     links: tuple[tuple[str, str, str], ...]  # (input, source node, source output)
     bound: tuple[str, ...]  # inputs filled per run by params
     seed_input: str | None
-    static: bytes  # digest of type, version, literals and link structure
     dynamic: bool  # key changes per run: params, a drawn seed, a fingerprint or a volatile node feed it
     volatile: bool = False  # the node's output varies by design: never served from cache
     fingerprinted: bool = False  # the node reads the outside world: its fingerprint joins the key
-    key: bytes | None = None  # precomputed when not dynamic
     sources: tuple[str, ...] = ()  # distinct source nodes
     consumers: tuple[str, ...] = ()  # distinct consumer nodes
+    # Neither is worked out at compile: accepting a 50k-node job does not wait for 50k hashes. The static
+    # digest comes with the steps (built by the first run), a fixed key with the first plan (fixed_key).
+    # Each is written once; a race writes the same bytes.
+    static: bytes | None = None  # digest of type, version, literals and link structure
+    key: bytes | None = None  # the whole key, when not dynamic
 
 
 @dataclass(slots=True, eq=False)
@@ -72,20 +77,48 @@ class ParamInfo:
 
 
 class CompiledWorkflow:
-    """A validated workflow, ordered and keyed once; each run only binds params."""
+    """A validated workflow, ordered and keyed once; each run only binds params.
 
-    __slots__ = ("_workflow", "steps", "order", "outputs", "params", "position")
+    Its steps are built by the first caller that needs them (a run's plan, off the event loop for
+    a large graph), not when it compiles: accepting a job only validates it.
+    """
 
-    def __init__(self, workflow: Workflow, steps: dict[str, Step], order: list[str],
+    __slots__ = ("_workflow", "order", "outputs", "params", "_steps", "_position", "_build", "_lock")
+
+    def __init__(self, workflow: Workflow, build: Callable[[], dict[str, Step]], order: list[str],
                  outputs: dict[str, Link], params: dict[str, ParamInfo]):
         # Weakly: the engine caches compiled workflows in a WeakKeyDictionary keyed by the workflow,
         # and a value that held its key would keep both alive for good (every job's graph, forever).
         self._workflow = weakref.ref(workflow)
-        self.steps = steps
+        self._build: Callable[[], dict[str, Step]] | None = build  # holds none of the workflow itself either
+        self._steps: dict[str, Step] | None = None
+        self._position: dict[str, int] | None = None
+        self._lock = threading.Lock()  # two runs of one workflow may plan at once, each in a thread
         self.order = order
-        self.position = {nid: i for i, nid in enumerate(order)}
         self.outputs = outputs
         self.params = params
+
+    @property
+    def steps(self) -> dict[str, Step]:
+        """Node id -> its compiled step, in topological order."""
+        if self._steps is None:
+            with self._lock:
+                if self._steps is None:
+                    self._steps = self._build()
+                    self._build = None
+        return self._steps
+
+    @property
+    def built_steps(self) -> dict[str, Step] | None:
+        """:attr:`steps` if some caller built them, else None (without building them)."""
+        return self._steps
+
+    @property
+    def position(self) -> dict[str, int]:
+        """Node id -> its place in :attr:`order`."""
+        if self._position is None:
+            self._position = {nid: i for i, nid in enumerate(self.order)}  # a race builds the same dict
+        return self._position
 
     @property
     def workflow(self) -> Workflow | None:
@@ -196,7 +229,8 @@ def parse_text(value_type: ValueType, text: str) -> Any:
 def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow:
     """Validate ``workflow`` against ``registry`` and compile it; raises InvalidWorkflow with every problem."""
     workflow.upgrade(registry)  # nodes saved with an older version of their type; names those that cannot be
-    problems = [*_check_nodes(workflow, registry), *_check_params(workflow, registry),
+    kinds = _Kinds(registry)
+    problems = [*_check_nodes(workflow, kinds), *_check_params(workflow, registry),
                 *_check_outputs(workflow, registry)]
     readers = consumers(workflow)
     order = topological(workflow, readers)
@@ -213,54 +247,142 @@ def compile_workflow(workflow: Workflow, registry: Registry) -> CompiledWorkflow
     for info in params.values():
         for node, input_ in info.bind:
             bound.setdefault(node, []).append(input_)
+    return CompiledWorkflow(workflow, functools.partial(_steps, workflow.nodes, kinds, bound, readers, order), order,
+                            outputs, params)
+
+
+def _steps(nodes: dict[str, NodeDecl], kinds: _Kinds, bound: dict[str, list[str]], readers: dict[str, list[str]],
+           order: list[str]) -> dict[str, Step]:
+    """Every node's step, in ``order``; a step is dynamic when it is itself or any of its sources is."""
     steps: dict[str, Step] = {}
-    facts: dict = {}
+    shapes: dict[tuple, bytes] = {}
     for nid in order:
-        steps[nid] = step = _step(workflow.nodes[nid], registry, tuple(sorted(bound.get(nid, ()))), facts)
-        step.dynamic = step.dynamic or any(steps[s].dynamic for s in step.sources)
+        decl = nodes[nid]
+        steps[nid] = step = _step(decl, kinds[decl.type], tuple(sorted(bound[nid])) if nid in bound else (),
+                                  tuple(readers[nid]))
+        step.static = _shared_static(step, shapes)
         if not step.dynamic:
-            salt = canonical({step.seed_input: step.literals[step.seed_input]}) if step.seed_input else b""
-            step.key = step_key(step, salt, [steps[s].key for _, s, _ in step.links])
-    for nid in order:
-        steps[nid].consumers = tuple(readers[nid])
-    return CompiledWorkflow(workflow, steps, order, outputs, params)
+            for source in step.sources:
+                if steps[source].dynamic:
+                    step.dynamic = True
+                    break
+    return steps
 
 
 def step_key(step: Step, dynamic: bytes, upstream: list[bytes]) -> bytes:
     """Merkle key of a node: its static digest, its per-run literals and its sources' keys."""
-    h = hashlib.blake2b(step.static, digest_size=16)
+    h = hashlib.blake2b(step.static or _static(step), digest_size=16)
     h.update(dynamic)
     for key in upstream:
         h.update(key)
     return h.digest()
 
 
-def _step(decl, registry: Registry, bound: tuple[str, ...], facts: dict) -> Step:
-    kind = facts.get(decl.type)
-    if kind is None:  # what every node of this type shares, found once per compile (a large graph has many)
-        cls = registry.get(decl.type)
-        kind = facts[decl.type] = (
-            cls, {name: spec.default for name, spec in cls.inputs.items() if not spec.required},
-            next((name for name, spec in cls.inputs.items() if spec.seed), None), registry.instance(decl.type).run,
-            cls.has_fingerprint())
-    cls, defaults, seed_input, run, fingerprinted = kind
-    literals = {**defaults, **decl.literals}
-    for name in bound:
-        literals.pop(name, None)
-    links = tuple(sorted((name, link.node, link.output) for name, link in decl.links.items()))
-    unset_seed = seed_input is not None and seed_input not in bound and literals.get(seed_input) is None
+def fixed_key(step: Step, upstream: list[bytes]) -> bytes:
+    """The key of a step that is not dynamic (the same every run), computed once; ``upstream``: its sources' keys."""
+    key = step.key
+    if key is None:
+        salt = canonical({step.seed_input: step.literals[step.seed_input]}) if step.seed_input else b""
+        key = step.key = step_key(step, salt, upstream)
+    return key
+
+
+def _static(step: Step) -> bytes:
+    """The digest of what a step's key never changes by: type, version, literals, link structure, bound inputs."""
+    cls, seed_input, literals = step.cls, step.seed_input, step.literals
     # The seed enters the key with the per-run inputs (step_key's salt: Engine.plan), so a drawn seed and the
     # same seed written as a literal give one key: re-running with a reported seed hits the cache.
     keyed = literals if seed_input is None else {name: value for name, value in literals.items() if name != seed_input}
-    static = hashlib.blake2b(canonical([cls.type, cls.version, keyed, [[i, o] for i, _, o in links], bound]),
-                             digest_size=16).digest()
-    return Step(
-        id=decl.id, cls=cls, run=run, literals=literals, links=links,
-        bound=bound, seed_input=seed_input, static=static,
-        dynamic=bool(bound) or unset_seed or cls.volatile or fingerprinted,
-        volatile=cls.volatile, fingerprinted=fingerprinted,
-        sources=tuple(dict.fromkeys(src for _, src, _ in links)),
-    )
+    static = step.static = hashlib.blake2b(
+        canonical([cls.type, cls.version, keyed, [[i, o] for i, _, o in step.links], step.bound]),
+        digest_size=16).digest()
+    return static
+
+
+def _shared_static(step: Step, shapes: dict[tuple, bytes]) -> bytes:
+    """:func:`_static`, once per shape (type, scalar literals, link structure, bound inputs): a large graph
+    repeats a few, and a lookup costs a fraction of encoding and hashing."""
+    items = []
+    for name, value in step.literals.items():
+        kind = type(value)
+        if kind not in _EXACT:
+            return _static(step)
+        items.append((name, kind, value))
+    shape = (step.cls, tuple(items), tuple((i, o) for i, _, o in step.links), step.bound)
+    static = shapes.get(shape)
+    if static is None:
+        static = shapes[shape] = _static(step)
+    return static
+
+
+# Scalars whose (type, value) pins their canonical JSON (not float: -0.0 == 0.0, but they encode apart)
+_EXACT = frozenset({str, int, bool, type(None)})
+
+
+class _Kind:
+    """What every node of one type shares, found once per compile (a large graph has many nodes, few types)."""
+
+    __slots__ = ("cls", "names", "spec", "required", "checks", "defaults", "seed_input", "run", "fingerprinted",
+                 "_fits")
+
+    def __init__(self, cls: type[Node], registry: Registry):
+        self.cls = cls
+        self.names = frozenset(cls.inputs)
+        #: cls.input_spec, looking up a declared input without a call into Python
+        self.spec = cls.input_spec if cls.variadic is not None else cls.inputs.get
+        self.required = tuple((name, spec) for name, spec in cls.inputs.items() if spec.required)
+        self.checks = getattr(cls.check, "__func__", None) is not Node.check.__func__  # Node.check finds nothing
+        self.defaults = {name: spec.default for name, spec in cls.inputs.items() if not spec.required}
+        self.seed_input = next((name for name, spec in cls.inputs.items() if spec.seed), None)
+        self.run = registry.instance(cls.type).run
+        self.fingerprinted = cls.has_fingerprint()
+        self._fits: dict[tuple, list[str]] = {}  # (input, type, value) -> its problems, for scalar literals
+
+    def literal_problems(self, name: str, spec: Input, value: Any) -> list[str]:
+        """``spec.literal_problems(value)``, once per distinct scalar value of each input."""
+        kind = type(value)
+        if kind not in _SCALARS:
+            return spec.literal_problems(value)
+        memo = (name, kind, value)
+        found = self._fits.get(memo)
+        if found is None:
+            found = self._fits[memo] = spec.literal_problems(value)
+        return found
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _Kinds(dict):
+    """Node type -> its :class:`_Kind` (None for a type the registry lacks), filled as types are met."""
+
+    def __init__(self, registry: Registry):
+        super().__init__()
+        self.registry = registry
+
+    def __missing__(self, type_: str) -> _Kind | None:
+        cls = self.registry.get(type_)
+        kind = self[type_] = None if cls is None else _Kind(cls, self.registry)
+        return kind
+
+
+def _step(decl, kind: _Kind, bound: tuple[str, ...], readers: tuple[str, ...]) -> Step:
+    cls, seed_input = kind.cls, kind.seed_input
+    literals = {**kind.defaults, **decl.literals}
+    for name in bound:
+        literals.pop(name, None)
+    if len(decl.links) == 1:  # the common case, without sorting
+        ((name, link),) = decl.links.items()
+        links: tuple[tuple[str, str, str], ...] = ((name, link.node, link.output),)
+        sources: tuple[str, ...] = (link.node,)
+    else:
+        links = tuple(sorted((name, link.node, link.output) for name, link in decl.links.items()))
+        sources = tuple(dict.fromkeys(src for _, src, _ in links))
+    unset_seed = seed_input is not None and seed_input not in bound and literals.get(seed_input) is None
+    # positional (in field order): keywords cost twice as much, 50k times
+    return Step(decl.id, cls, kind.run, literals, links, bound, seed_input,
+                bool(bound) or unset_seed or cls.volatile or kind.fingerprinted,  # dynamic
+                cls.volatile, kind.fingerprinted, sources, readers)
 
 
 # Suggestions compare a word with every choice: among more than this many (a large graph's node
@@ -280,41 +402,58 @@ def _bound_inputs(workflow: Workflow) -> set[tuple[str, str]]:
     return {pair for decl in workflow.params.values() for pair in decl.bind}
 
 
-def _check_nodes(workflow: Workflow, registry: Registry) -> Iterator[Problem]:
-    bound = _bound_inputs(workflow)
+def _check_nodes(workflow: Workflow, kinds: _Kinds) -> Iterator[Problem]:
+    bound: dict[str, set[str]] = {}
+    for node, input_ in _bound_inputs(workflow):
+        bound.setdefault(node, set()).add(input_)
+    registry = kinds.registry
     unknown: dict[str, str] = {}  # type -> its message: finding the suggestion is slow, so once per type
-    for nid, decl in workflow.nodes.items():
-        cls = registry.get(decl.type)
-        if cls is None:
+    linked: set[tuple] = set()  # (source type, output, input type) of links found sound: the same check, once
+    nodes = workflow.nodes
+    for nid, decl in nodes.items():
+        kind = kinds[decl.type]
+        if kind is None:
             if decl.type not in unknown:
                 like = _suggest(decl.type, (c.type for c in registry))
                 unknown[decl.type] = f"unknown node type {decl.type!r}{like}; `flow nodes` lists the known types"
             yield Problem(unknown[decl.type], node=nid)
             continue
+        cls, literals, links = kind.cls, decl.literals, decl.links
         literal_ok = True
-        for name in (*decl.literals, *decl.links):
-            if cls.input_spec(name) is None:
-                literal_ok = False
-                known = ", ".join(cls.inputs) or "none"
-                yield Problem(f"{cls.type} has no input {name!r}{_suggest(name, cls.inputs)}; its inputs are: {known}",
-                              node=nid, input=name)
-        for name, value in decl.literals.items():
-            spec = cls.input_spec(name)
+        if not (literals.keys() <= kind.names and links.keys() <= kind.names):  # some input is not declared
+            for name in (*literals, *links):
+                if cls.input_spec(name) is None:
+                    literal_ok = False
+                    known = ", ".join(cls.inputs) or "none"
+                    yield Problem(f"{cls.type} has no input {name!r}{_suggest(name, cls.inputs)}; "
+                                  f"its inputs are: {known}", node=nid, input=name)
+        for name, value in literals.items():
+            spec = kind.spec(name)
             if spec is not None:
-                for message in spec.literal_problems(value):
+                for message in kind.literal_problems(name, spec, value):
                     literal_ok = False
                     yield Problem(message, node=nid, input=name)
-        for name, spec in cls.inputs.items():
-            if spec.required and name not in decl.literals and name not in decl.links and (nid, name) not in bound:
+        own = bound.get(nid, ())
+        for name, spec in kind.required:
+            if name not in literals and name not in links and name not in own:
                 yield Problem(f"missing required input ({spec.type.value}: {spec.description}); "
                               "give a literal, a link or bind a param", node=nid, input=name)
-        for name, link in decl.links.items():
-            spec = cls.input_spec(name)
-            if spec is not None:
-                yield from _check_link(workflow, registry, link, spec.type, node=nid, input_=name)
-        if literal_ok:
-            given = {*decl.literals, *decl.links, *(i for n, i in bound if n == nid)}
-            for input_, message in cls.check(dict(decl.literals), given):
+        for name, link in links.items():
+            spec = kind.spec(name)
+            if spec is None:
+                continue
+            source = nodes.get(link.node)
+            sound = None if source is None else (source.type, link.output, spec.type)
+            if sound in linked:
+                continue
+            found = list(_check_link(workflow, registry, link, spec.type, node=nid, input_=name))
+            if found:
+                yield from found
+            elif sound is not None:
+                linked.add(sound)
+        if literal_ok and kind.checks:
+            given = {*literals, *links, *own}
+            for input_, message in cls.check(dict(literals), given):
                 yield Problem(message, node=nid, input=input_)
 
 

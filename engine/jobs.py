@@ -505,8 +505,8 @@ class JobQueue:
             compiled = self.engine.compile(workflow)  # cached: this returns the job's own
         except InvalidWorkflow:
             compiled = None
-        if compiled is not None:
-            large.empty(compiled.steps)
+        if compiled is not None and compiled.built_steps is not None:  # a job cancelled before its plan built none
+            large.empty(compiled.built_steps)
             large.empty(compiled.position)
         large.empty(workflow.nodes)
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 from .cache import Cache
 from .cancel import CancelToken
-from .compile import CompiledWorkflow, canonical, step_key
+from .compile import CompiledWorkflow, canonical, fixed_key, step_key
 from .node import SEED_MAX
 from .paths import OutputFiles
 
@@ -57,7 +57,7 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
             relevant.add(nid)
             stack.extend(steps[nid].sources)
     order = sorted(relevant, key=compiled.position.__getitem__)
-    # 2. Per-run inputs and keys, in topological order; static keys were computed at compile.
+    # 2. Per-run inputs and keys, in topological order; a key that is the same every run is kept on its step.
     filled_in: dict[str, dict[str, Any]] = {}
     seeds: dict[str, int] = {}
     keys: dict[str, bytes] = {}
@@ -74,8 +74,8 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
             inputs = {**(inputs or {}), step.seed_input: seed}
         if inputs:
             filled_in[nid] = inputs
-        if step.key is not None:
-            keys[nid] = step.key
+        if not step.dynamic:  # its sources are not either: their keys are in `keys` already
+            keys[nid] = step.key or fixed_key(step, [keys[src] for _, src, _ in step.links])
             continue
         salt = canonical(inputs) if inputs else b""
         if step.fingerprinted:

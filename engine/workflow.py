@@ -21,7 +21,9 @@ from .upgrade import upgrade_document
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
 
 
-@dataclass(frozen=True, slots=True)
+# Link and NodeDecl are read-only by convention, not frozen: a frozen dataclass's __init__ costs three
+# times a plain one's, and a 50k-node graph makes 100k of them. Link keeps its hash (unsafe_hash).
+@dataclass(slots=True, unsafe_hash=True)
 class Link:
     """A reference to another node's output."""
 
@@ -29,7 +31,7 @@ class Link:
     output: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NodeDecl:
     """One node of the document: its type, literal inputs and linked inputs."""
 
@@ -54,19 +56,24 @@ class Workflow:
     """A parsed, schema-valid workflow document. Build it with `load`, `loads` or `from_dict`."""
 
     __slots__ = ("doc", "name", "description", "endpoint", "nodes", "params", "outputs", "source", "_upgraded_for",
-                 "_digest", "answer", "__weakref__")
+                 "_versioned", "_digest", "answer", "__weakref__")
 
     def __init__(self, doc: dict, source: str | None = None):
-        problems = schema_problems(doc) or _unfit_text_problems(doc)
+        # One pass checks a conforming document and parses its nodes; jsonschema runs only on one
+        # that does not, to say where it breaks the schema.
+        parsed = _parse_conforming(doc)
+        problems = (schema_problems(doc) if parsed is None else []) or _unfit_text_problems(doc)
         if problems:
             raise InvalidWorkflow(problems)
+        if parsed is None:  # the fast check refused what jsonschema accepts: parse it the plain way
+            parsed = {nid: _node(nid, body) for nid, body in doc["nodes"].items()}, None
         self.doc = doc
         self.source = source
         self.name: str = doc.get("name") or (Path(source).stem if source else "workflow")
         self.description: str = doc.get("description", "")
         self.endpoint: str | None = doc.get("endpoint")
         self.answer: str = doc.get("answer", "job")  # an endpoint's 200: the job, or its outputs alone
-        self.nodes: dict[str, NodeDecl] = {nid: _node(nid, body) for nid, body in doc["nodes"].items()}
+        self.nodes: dict[str, NodeDecl] = parsed[0]
         self.params: dict[str, ParamDecl] = {
             name: ParamDecl(
                 name=name,
@@ -82,6 +89,7 @@ class Workflow:
             None if declared is None else {name: Link(l["from"], l["output"]) for name, l in declared.items()}
         )
         self._upgraded_for = None  # the registry the node versions were last brought up to
+        self._versioned: bool | None = parsed[1]  # whether a node carries a version (None: not known)
         self._digest: tuple[Any, str] | None = None  # (the doc it was computed from, the hash)
 
     def upgrade(self, registry) -> None:
@@ -94,13 +102,15 @@ class Workflow:
         """
         if self._upgraded_for is registry:
             return
-        if any("version" in body for body in self.doc["nodes"].values()):
+        if self._versioned is None:
+            self._versioned = any("version" in body for body in self.doc["nodes"].values())
+        if self._versioned:
             doc, problems = upgrade_document(self.doc, registry)
             if problems:
                 raise InvalidWorkflow(problems)
             if doc is not self.doc:
                 fresh = Workflow(doc, self.source)  # checks what the upgrades wrote against the schema
-                self.doc, self.nodes = fresh.doc, fresh.nodes
+                self.doc, self.nodes, self._versioned = fresh.doc, fresh.nodes, fresh._versioned
         self._upgraded_for = registry
 
     def digest(self) -> str:
@@ -160,7 +170,8 @@ def _unfit_text_problems(doc: dict) -> list[Problem]:
         if message:
             problems.append(Problem(f"{field}: {message}"))
     for nid, body in doc["nodes"].items():
-        message = json_problem(body.get("meta"))
+        meta = body.get("meta")
+        message = json_problem(meta) if meta else None  # an absent or empty meta is fit
         if message:
             problems.append(Problem(f"meta: {message}", node=nid))
     for name, body in doc.get("params", {}).items():
@@ -251,35 +262,80 @@ def _is_integer(value: Any) -> bool:
 
 def _conforms(doc: Any) -> bool:
     """True when ``doc`` satisfies workflow.schema.json (a fast predicate, no messages)."""
+    return _parse_conforming(doc) is not None
+
+
+def _parse_conforming(doc: Any) -> tuple[dict[str, NodeDecl], bool] | None:
+    """``doc``'s parsed nodes and whether any carries a version, when ``doc`` satisfies the schema; else None.
+
+    Checking and parsing in one pass: a 50k-node graph is walked once, not three times.
+    """
     if type(doc) is not dict or not doc.keys() <= _TOP_KEYS or "nodes" not in doc:
-        return False
+        return None
     if "name" in doc and not (isinstance(doc["name"], str) and len(doc["name"]) <= 200):
-        return False
+        return None
     if "description" in doc and not isinstance(doc["description"], str):
-        return False
+        return None
     if "endpoint" in doc and not _matches(_ENDPOINT, doc["endpoint"]):
-        return False
+        return None
     if "version" in doc and not (isinstance(doc["version"], str) or _is_integer(doc["version"])):
-        return False
-    nodes = doc["nodes"]
+        return None
+    parsed = _parse_nodes(doc["nodes"])
+    if parsed is None or not _params_conform(doc.get("params", {})):
+        return None
+    outputs = doc.get("outputs", {})
+    if type(outputs) is not dict:
+        return None
+    if not all(_matches(_NAME, name) and _is_link(link) for name, link in outputs.items()):
+        return None
+    return parsed
+
+
+def _parse_nodes(nodes: Any) -> tuple[dict[str, NodeDecl], bool] | None:
     if type(nodes) is not dict or not nodes:
-        return False
+        return None
+    decls: dict[str, NodeDecl] = {}
+    types: set[str] = set()  # type names already matched: a large graph has few
+    versioned = False
+    id_ok = _ID.search
     for nid, node in nodes.items():
-        if not _matches(_ID, nid) or type(node) is not dict or not node.keys() <= _NODE_KEYS:
-            return False
-        if not _matches(_TYPE, node.get("type")):
-            return False
+        if not (isinstance(nid, str) and id_ok(nid)) or type(node) is not dict or not node.keys() <= _NODE_KEYS:
+            return None
+        kind = node.get("type")
+        if type(kind) is not str or kind not in types:
+            if not _matches(_TYPE, kind):
+                return None
+            types.add(kind)
         if "meta" in node and type(node["meta"]) is not dict:
-            return False
-        if "version" in node and not (_is_integer(node["version"]) and node["version"] >= 1):
-            return False
-        inputs = node.get("inputs", {})
+            return None
+        if "version" in node:
+            if not (_is_integer(node["version"]) and node["version"] >= 1):
+                return None
+            versioned = True
+        inputs = node.get("inputs", _EMPTY)
         if type(inputs) is not dict:
-            return False
+            return None
+        literals, links = {}, {}
         for name, value in inputs.items():
-            if len(name) > 128 or (type(value) is dict and "from" in value and not _is_link(value)):
-                return False
-    params = doc.get("params", {})
+            if len(name) > 128:
+                return None
+            if type(value) is dict and "from" in value:
+                # _is_link, inline; a source that is one of the nodes has its id checked as such
+                source, output = value["from"], value.get("output")
+                if not (value.keys() == _LINK_KEYS and isinstance(source, str) and (source in nodes or id_ok(source))
+                        and isinstance(output, str) and 1 <= len(output) <= 128):
+                    return None
+                links[name] = Link(source, output)
+            else:
+                literals[name] = value
+        decls[nid] = NodeDecl(nid, kind, literals, links)
+    return decls, versioned
+
+
+_EMPTY: dict = {}
+
+
+def _params_conform(params: Any) -> bool:
     if type(params) is not dict:
         return False
     for name, param in params.items():
@@ -294,7 +350,4 @@ def _conforms(doc: Any) -> bool:
             if (type(item) is not dict or item.keys() != _BIND_KEYS or not _matches(_ID, item["node"])
                     or not isinstance(item["input"], str)):
                 return False
-    outputs = doc.get("outputs", {})
-    if type(outputs) is not dict:
-        return False
-    return all(_matches(_NAME, name) and _is_link(link) for name, link in outputs.items())
+    return True

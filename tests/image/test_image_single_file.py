@@ -55,8 +55,12 @@ def test_single_file_checkpoint_makes_the_same_pixels_as_its_diffusers_folder(si
 
     from_file = _generate(single_engine, "checkpoints/tiny.safetensors")
     from_folder = _generate(single_engine, TINY)
-    # The same weights (the conversion is exact), the same configs, the same seed: the same pixels.
-    assert np.array_equal(pixels(from_file), pixels(from_folder))
+    # The same weights (the conversion is exact), the same configs, the same seed: the same pixels,
+    # but for rounding: tensors of another memory layout (the converted ones) can take another CPU
+    # kernel, whose summation order flips a value at the edge of a level (seen on some machines:
+    # 2 values of 12,288 off by one). A wrong conversion changes the picture, not a level here and there.
+    a, b = pixels(from_file).astype(int), pixels(from_folder).astype(int)
+    assert np.abs(a - b).max() <= 1 and np.count_nonzero(a != b) <= a.size // 1000
     assert from_file.params[0]["model"] == "checkpoints/tiny.safetensors"
 
 
