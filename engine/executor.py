@@ -29,6 +29,9 @@ from .workflow import Workflow
 
 Listener = Callable[[ev.Event], None]
 
+#: the token of a run with nothing to run (run_cached): nothing checks it, nobody cancels it
+_NOTHING_TO_CANCEL = CancelToken()
+
 # Inline (cheap) nodes give the event loop a turn at least this often, so a long chain
 # never starves the gateway or delays a cancel request.
 _YIELD_EVERY_S = 0.002
@@ -188,7 +191,7 @@ class Engine:
             return None
         steps = self.compile(workflow).steps
         job = _Job(job_id or uuid.uuid4().hex, [*self._listeners, *([listener] if listener is not None else [])],
-                   CancelToken(), self.log)
+                   _NOTHING_TO_CANCEL, self.log)
         job.emit(ev.JobStarted(job.id, to_run=0, cached=len(plan.hits)))
         for nid in plan.hits:
             job.emit(ev.NodeCached(job.id, node=nid, node_type=steps[nid].cls.type))

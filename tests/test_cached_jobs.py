@@ -28,6 +28,15 @@ def store(tmp_path):
     store.close()
 
 
+@pytest.fixture
+def statements(store, monkeypatch) -> list[str]:
+    """The kind of every write ("insert", "update") the store commits from now on."""
+    written: list[str] = []
+    real = store._transaction
+    monkeypatch.setattr(store, "_transaction", lambda ops: (written.extend(op[0] for op in ops), real(ops)))
+    return written
+
+
 def make_queue(engine, store) -> JobQueue:
     return JobQueue(engine, store, present=lambda wf, result, job: {"outputs": result.outputs,
                                                                      "executed": result.executed})
@@ -86,11 +95,8 @@ def test_uncached_or_changed_job_still_runs_in_the_queue(engine, store):
     assert two["outputs"] == {"x": 5}  # (2 + 2) + 1
 
 
-def test_cached_job_is_written_once_with_its_end(engine, store, monkeypatch):
+def test_cached_job_is_written_once_with_its_end(engine, store, statements):
     """One insert and no update for a job that ended on submission."""
-    statements = []
-    real = store._transaction
-    monkeypatch.setattr(store, "_transaction", lambda ops: (statements.extend(op[0] for op in ops), real(ops)))
 
     async def main():
         queue = make_queue(engine, store)
@@ -164,11 +170,8 @@ def maybe_engine(registry, tmp_path):
     engine.close()
 
 
-def test_waiting_caller_runs_a_cheap_job_itself_when_the_queue_is_idle(maybe_engine, store, monkeypatch):
+def test_waiting_caller_runs_a_cheap_job_itself_when_the_queue_is_idle(maybe_engine, store, statements):
     """Nothing queued, a worker free: the job runs in accept (ended on return), written as one row."""
-    statements = []
-    real = store._transaction
-    monkeypatch.setattr(store, "_transaction", lambda ops: (statements.extend(op[0] for op in ops), real(ops)))
 
     async def main():
         queue = make_queue(maybe_engine, store)
