@@ -223,7 +223,7 @@ class JobQueue:
                 self._records.pop(record.id, None)  # never acknowledged: the caller hears the store's error
                 return
             self._storing.pop(record.id, None)
-            self._publish(ev.JobQueued(record.id, position=0))
+            self._publish(ev.JobQueued(record.id, position=1))  # it never waited: first in line
             for event in held:
                 if not event.terminal:
                     self._publish(event)

@@ -344,3 +344,35 @@ def test_gateway_models_api(registry, settings, tmp_path):
             engine.close()
 
     run(scenario())
+
+
+def test_gateway_repeat_request_answers_at_once_with_the_same_file(gateway):
+    """An identical request while a long job holds the worker: its nodes are cached or cheap, so it
+    does not wait for the long job, answers the file written the first time, and is a stored job."""
+
+    async def scenario():
+        async with gateway() as client:
+            first = await (await client.post("/hello", json={"name": "Bo"})).json()
+            slow = await (await client.post("/test/slow?wait=false", json={"seconds": 1.0})).json()
+            await asyncio.sleep(0.1)
+            assert (await (await client.get(slow["url"])).json())["state"] == "running"
+            started = asyncio.get_running_loop().time()
+            response = await client.post("/hello", json={"name": "Bo"})
+            took = asyncio.get_running_loop().time() - started
+            again = await response.json()
+            # the save node must run (volatile) and the worker is busy: the job waits its turn...
+            assert response.status == 200 and again["state"] == "finished" and took > 0.5
+            assert again["files"]["file"] == first["files"]["file"]  # ...and makes no copy
+            assert (await (await client.get(f"/jobs/{again['id']}")).json())["state"] == "finished"
+            # a fully cached job (every output in the cache) does not wait at all
+            await (await client.post("/test/slow", json={"seconds": 0.2, "value": "v"})).json()
+            slow = await (await client.post("/test/slow?wait=false", json={"seconds": 1.0})).json()
+            await asyncio.sleep(0.1)
+            started = asyncio.get_running_loop().time()
+            cached = await (await client.post("/test/slow", json={"seconds": 0.2, "value": "v"})).json()
+            assert asyncio.get_running_loop().time() - started < 0.5
+            assert cached["state"] == "finished" and cached["executed"] == [] and cached["outputs"] == {"value": "v"}
+            stored = await (await client.get(f"/jobs/{cached['id']}")).json()
+            assert stored["state"] == "finished" and stored["outputs"] == {"value": "v"}
+
+    run(scenario())
