@@ -20,7 +20,6 @@ from .compile import CompiledWorkflow, Step, compile_workflow
 from .context import NodeContext, RunInfo
 from .errors import Cancelled, InvalidWorkflow, NodeError, Problem, redact_paths
 from .large import LARGE_GRAPH, quiet_gc
-from .node import Node
 from .paths import OutputFiles
 from .plan import Plan, make_plan
 from .registry import Registry
@@ -175,7 +174,7 @@ class Engine:
         steps = self.compile(workflow).steps
         for nid in plan.order:
             cls = steps[nid].cls
-            if cls.is_async() or (cls.blocking and cls.cheap.__func__ is Node.cheap.__func__):
+            if cls.is_async() or (cls.blocking and not cls.may_be_cheap()):
                 return False
         return True
 

@@ -205,9 +205,7 @@ class JobQueue:
             record.state, record.result = FINISHED, {**self.present(workflow, result, record.id), "params": used}
         except Exception:
             self.log.exception("job %s failed inside the engine", record.id)
-            record.state = FAILED
-            record.error = {"type": "internal", "message": f"internal error; the server log has the details "
-                                                           f"(job {record.id})"}
+            record.state, record.error = FAILED, _internal_error(record.id)
             held = [e for e in held if not e.terminal]
             held.append(terminal_event(record))
         return held
@@ -455,9 +453,7 @@ class JobQueue:
             record.state, record.error = FAILED, self._node_error(job_id, exc)
         except Exception:
             self.log.exception("job %s failed inside the engine", job_id)
-            record.state = FAILED
-            record.error = {"type": "internal", "message": f"internal error; the server log has the details "
-                                                           f"(job {job_id})"}
+            record.state, record.error = FAILED, _internal_error(job_id)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -549,6 +545,11 @@ class JobQueue:
         self._publish(terminal)
         for ended in self._done.pop(record.id, ()):
             _resolve(ended)
+
+
+def _internal_error(job_id: str) -> dict[str, str]:
+    """A job's error when the engine itself failed (a bug): the details are in the server log, not here."""
+    return {"type": "internal", "message": f"internal error; the server log has the details (job {job_id})"}
 
 
 def new_job_id() -> str:

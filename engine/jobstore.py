@@ -3,10 +3,11 @@
 Writes made on the event loop are grouped into one transaction per turn of the loop (group
 commit): N jobs accepted at once cost one commit, not N, and a job that ends within its group
 is one row written once. The log's checkpoints (the part that syncs files) run in a thread of
-their own, never inside a commit on the loop. A caller that must not go on before its write is durable (acknowledging a job, ending
-it) awaits :meth:`JobStore.add_async` / :meth:`JobStore.save_async`; a write nobody waits for
-(a job starting) is :meth:`JobStore.save_later`. Writes are applied in the order they were
-made; a state update superseded by a later one of the same job in the same group is skipped.
+their own, never inside a commit on the loop. A caller that must not go on before its write is
+durable (acknowledging a job, ending it) awaits :meth:`JobStore.add_async` /
+:meth:`JobStore.save_async`; a write nobody waits for (a job starting) is
+:meth:`JobStore.save_later`. Writes are applied in the order they were made; a state update
+superseded by a later one of the same job in the same group is skipped.
 
 Workflow documents are stored once per distinct document, by hash: a saved endpoint called a
 million times stores its workflow once, and each job row holds the hash.
@@ -172,7 +173,7 @@ class JobStore:
             if "doc_hash" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}:
                 db.execute("ALTER TABLE jobs ADD COLUMN doc_hash TEXT")  # a database from before documents
         if self._shared is None:
-            self._checkpoints = _Checkpoints(self._connect_checkpointer)
+            self._checkpoints = _Checkpoints(self._connect)
 
     def _start(self) -> None:
         """The state every store starts with (before its database is opened)."""
@@ -196,9 +197,6 @@ class JobStore:
         with self._lock:
             self._connections.append(db)
         return db
-
-    def _connect_checkpointer(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

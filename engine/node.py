@@ -234,6 +234,11 @@ class Node:
         return None
 
     @classmethod
+    def may_be_cheap(cls) -> bool:
+        """True when the node overrides :meth:`cheap` (a blocking node that may run inline)."""
+        return cls.cheap.__func__ is not Node.cheap.__func__
+
+    @classmethod
     def has_fingerprint(cls) -> bool:
         """True when the node overrides :meth:`fingerprint`."""
         return cls.fingerprint.__func__ is not Node.fingerprint.__func__
