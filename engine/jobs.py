@@ -16,10 +16,11 @@ from . import large
 from .cancel import CancelToken
 from .errors import (Cancelled, FlowError, InvalidInput, InvalidWorkflow, JobEnded, JobNotFound, NodeError, QueueFull,
                      redact_paths)
+from .compile import canonical
 from .executor import Engine, RunResult
-from .plan import Plan
+from .plan import Plan, repeatable
 from .job_events import Subscription, terminal_event
-from .jobstore import CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore
+from .jobstore import CANCELLED, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, JobRecord, JobStore, result_text
 from .large import LARGE_GRAPH, quiet_gc, settle_gc
 from .workflow import Workflow
 
@@ -64,6 +65,8 @@ class JobQueue:
         self._running = 0  # jobs running now, in a worker or in the task that accepted them (at most workers)
         self.recovered = {"requeued": 0, "interrupted": 0}
         self._mean_s: float | None = None  # a job's running time, averaged over the recent ones (Retry-After)
+        # identical requests of long-lived workflows (endpoints) that ended from the cache: what a repeat reuses
+        self._repeats: OrderedDict[tuple, _Repeat] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -102,7 +105,7 @@ class JobQueue:
 
     async def accept(self, workflow: Workflow | dict, params: dict[str, Any] | None = None, *,
                      name: str | None = None, outputs: list[str] | None = None, wait_stored: bool = True,
-                     waiting: bool = False) -> JobRecord:
+                     waiting: bool = False, repeats: bool = False) -> JobRecord:
         """:meth:`submit` for any size of graph: parsing, validating and storing run off the event loop.
 
         ``workflow`` may be a parsed :class:`Workflow` or a workflow document (then parsed here);
@@ -116,6 +119,11 @@ class JobQueue:
         caller waits for the job's end anyway), a small job whose nodes all run inline also runs
         here, in the caller's task, when no job waits and a worker is free: it would have been
         the next to run, and skips the hop to the worker.
+
+        ``repeats``: ``workflow`` is long-lived (an endpoint's), so an identical request (the same
+        params and outputs) may come again. Once such a job ended from the cache, a repeat reuses
+        its validation, plan and presented result while the cache still holds the very values it
+        answered (:meth:`_repeated`).
         """
         params = params or {}
         self._check_room()
@@ -123,6 +131,12 @@ class JobQueue:
         try:
             owned = not isinstance(workflow, Workflow)  # parsed here: no one else holds it
             large_ = _size(workflow) > LARGE_GRAPH
+            repeats = repeats and not (owned or large_) and self.dispatch is None
+            repeat = self._repeated(workflow, params, outputs) if repeats else None
+            if repeat is not None:
+                record = self._new_record(workflow, params, name, outputs)
+                held = self._ended_from_repeat(record, workflow, repeat)
+                return await self._store_ended(record, workflow, held, wait_stored)
             workflow, bound = await _off_loop(large_, self._validated, workflow, params, outputs)
             record = self._new_record(workflow, params, name, outputs)
             plan = None
@@ -130,6 +144,8 @@ class JobQueue:
                 plan = self.engine.plan_now(workflow, params, outputs=outputs, bound=bound)
                 if not plan.order:
                     held = self._ended_from_cache(record, workflow, plan)
+                    if repeats:
+                        self._remember(workflow, params, outputs, plan, bound, record)
                     return await self._store_ended(record, workflow, held, wait_stored)
             self._bound[record.id] = bound
             if (waiting and plan is not None and not self._queue and self._running < self._workers_wanted
@@ -208,6 +224,59 @@ class JobQueue:
             record.state, record.error = FAILED, _internal_error(record.id)
             held = [e for e in held if not e.terminal]
             held.append(terminal_event(record))
+        return held
+
+    def _repeated(self, workflow: Workflow, params: dict[str, Any], outputs: list[str] | None) -> _Repeat | None:
+        """What an identical earlier request left (:meth:`_remember`), while the cache still holds the very
+        values it answered (and a save node's file is still as written); else None."""
+        try:
+            key = (workflow, canonical([params, outputs]))
+        except (TypeError, ValueError):  # not JSON (a Python caller's value): no repeat to find
+            return None
+        repeat = self._repeats.get(key)
+        if repeat is None:
+            return None
+        cache, files = self.engine.cache, self.engine.files
+        for cache_key, values, checked in repeat.roots:
+            if cache.get(cache_key) is not values or (checked is not None and not checked.still_valid(values, files)):
+                del self._repeats[key]  # evicted, computed again or its file changed: plan it anew
+                return None
+        self._repeats.move_to_end(key)
+        return repeat
+
+    def _remember(self, workflow: Workflow, params: dict[str, Any], outputs: list[str] | None, plan: Plan,
+                  bound: dict[str, dict[str, Any]], record: JobRecord) -> None:
+        """Keep what a request identical to the one of ``record`` (ended from the cache) may reuse, when it may:
+        the plan did not depend on chance or the outside world, and the result names no file that is not
+        checked again on reuse (a media output is written per job, a path's URL is checked when shown)."""
+        if record.state != FINISHED or record.result.get("media"):
+            return
+        compiled = self.engine.compile(workflow)
+        steps = compiled.steps
+        if any(not steps[plan.outputs[name][0]].checked for name in record.result.get("files") or ()):
+            return
+        if not repeatable(compiled, plan, bound):
+            return
+        try:
+            key = (workflow, canonical([params, outputs]))
+        except (TypeError, ValueError):
+            return
+        roots = tuple((plan.keys[nid], plan.hits[nid], steps[nid].cls if steps[nid].checked else None)
+                      for nid in plan.roots)
+        result_text(record)  # the text the store writes, made once for every repeat
+        self._repeats[key] = _Repeat(plan, roots, record.result, record.result_text)
+        self._repeats.move_to_end(key)
+        while len(self._repeats) > _REPEATS:
+            self._repeats.popitem(last=False)
+
+    def _ended_from_repeat(self, record: JobRecord, workflow: Workflow, repeat: _Repeat) -> list[ev.Event]:
+        """:meth:`_ended_from_cache` for a repeat: the same events, the earlier result (its values are the
+        ones the cache holds now, :meth:`_repeated`)."""
+        held: list[ev.Event] = []
+        self.engine.run_cached(workflow, repeat.plan, job_id=record.id, listener=held.append)
+        record.started = record.ended = time.time()
+        record.attempts = 1
+        record.state, record.result, record.result_text = FINISHED, dict(repeat.result), repeat.text
         return held
 
     async def _store_ended(self, record: JobRecord, workflow: Workflow, held: list[ev.Event],
@@ -545,6 +614,22 @@ class JobQueue:
         self._publish(terminal)
         for ended in self._done.pop(record.id, ()):
             _resolve(ended)
+
+
+class _Repeat:
+    """What a request that ended from the cache leaves for an identical one (JobQueue._remember)."""
+
+    __slots__ = ("plan", "roots", "result", "text")
+
+    def __init__(self, plan: Plan, roots: tuple, result: dict, text: str | None):
+        self.plan = plan  # nothing to run: every output it needs was cached
+        self.roots = roots  # (cache key, the values it held, the node class whose still_valid checks them or None)
+        self.result = result  # the job's result as presented (read-only: each job gets a shallow copy)
+        self.text = text  # its JSON text, as the store writes it
+
+
+#: identical requests remembered (JobQueue._repeats), at most
+_REPEATS = 256
 
 
 def _internal_error(job_id: str) -> dict[str, str]:

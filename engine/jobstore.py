@@ -125,7 +125,7 @@ class JobRecord:
         return body
 
 
-def _result_text(job: JobRecord) -> str | None:
+def result_text(job: JobRecord) -> str | None:
     """The result's JSON text; kept on the record (``result_text``) when it is strict JSON, for responses."""
     result = job.result
     if result is None:
@@ -315,7 +315,7 @@ class JobStore:
     @staticmethod
     def _update(job: JobRecord) -> tuple:
         # The values as they are now: the record may change again before the writer gets to it.
-        values = (job.state, job.started, job.ended, job.attempts, _result_text(job),
+        values = (job.state, job.started, job.ended, job.attempts, result_text(job),
                   None if job.error is None else json.dumps(job.error), job.id)
         return ("update", job, values, None)
 

@@ -188,6 +188,10 @@ class Node:
     blocking: ClassVar[bool] = True
     #: output varies by design (clock, files written): never served from cache
     volatile: ClassVar[bool] = False
+    #: what this node writes carries its whole run (the workflow, every param's value, the seeds), as
+    #: a save node's file does: its cache key covers the run, so another run with the same graph
+    #: and values (and only such a run) is answered from its cache entry while :meth:`still_valid` holds
+    describes_run: ClassVar[bool] = False
 
     def run(self, ctx, **inputs) -> dict[str, Any]:
         """Compute the outputs from the inputs."""
@@ -234,6 +238,13 @@ class Node:
         return None
 
     @classmethod
+    def still_valid(cls, outputs: dict[str, Any], files) -> bool:
+        """Whether this node's cached ``outputs`` may still be used: e.g. the file a save node wrote is
+        still there, unchanged (``files``: the output folder). Checked on every cache hit of a node
+        that overrides it; False runs the node again."""
+        return True
+
+    @classmethod
     def may_be_cheap(cls) -> bool:
         """True when the node overrides :meth:`cheap` (a blocking node that may run inline)."""
         return cls.cheap.__func__ is not Node.cheap.__func__
@@ -242,6 +253,11 @@ class Node:
     def has_fingerprint(cls) -> bool:
         """True when the node overrides :meth:`fingerprint`."""
         return cls.fingerprint.__func__ is not Node.fingerprint.__func__
+
+    @classmethod
+    def checks_hits(cls) -> bool:
+        """True when the node overrides :meth:`still_valid` (its cache hits are checked)."""
+        return cls.still_valid.__func__ is not Node.still_valid.__func__
 
     @classmethod
     def input_spec(cls, name: str) -> Input | None:

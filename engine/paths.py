@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from .errors import UnsafePath
 
@@ -80,7 +82,7 @@ class OutputFiles:
 
     __slots__ = ("root", "_next", "_lock", "_real_root", "_written")
 
-    #: files remembered by what they hold (:meth:`earlier`), at most
+    #: files written by save nodes remembered as written (:meth:`wrote`), at most
     WRITTEN_KEEP = 1024
 
     def __init__(self, root: str | os.PathLike):
@@ -88,25 +90,36 @@ class OutputFiles:
         self._next: dict[tuple[Path, str], int] = {}  # next counter per (base, suffix): no rescans
         self._lock = threading.Lock()
         self._real_root: str | None = None  # the root with its symlinks resolved, once
-        self._written: OrderedDict[str, str] = OrderedDict()  # identity -> path (see earlier())
+        self._written: OrderedDict[str, tuple[int, int, int]] = OrderedDict()  # path -> its stat (wrote())
 
-    def earlier(self, identity: str) -> str | None:
-        """The file noted under ``identity`` (:meth:`note`) if it is still there, else None."""
+    def wrote(self, path: str | os.PathLike) -> None:
+        """Remember ``path`` as it is now, just written (the latest WRITTEN_KEEP are kept): :meth:`unchanged`."""
+        path = os.fspath(path)
+        try:
+            found = os.stat(path)
+        except OSError:
+            return
         with self._lock:
-            path = self._written.get(identity)
-            if path is not None:
-                self._written.move_to_end(identity)
-        if path is not None and os.path.isfile(path):
-            return path
-        return None
-
-    def note(self, identity: str, path: str | os.PathLike) -> None:
-        """Remember that ``path`` holds what ``identity`` names (the latest WRITTEN_KEEP are kept)."""
-        with self._lock:
-            self._written[identity] = os.fspath(path)
-            self._written.move_to_end(identity)
+            self._written[path] = (found.st_ino, found.st_size, found.st_mtime_ns)
+            self._written.move_to_end(path)
             while len(self._written) > self.WRITTEN_KEEP:
                 self._written.popitem(last=False)
+
+    def unchanged(self, path: Any) -> bool:
+        """True when ``path`` is a file :meth:`wrote` remembers and it is still as written: not removed,
+        replaced or changed since (same inode, size and modification time)."""
+        if not isinstance(path, str):
+            return False
+        with self._lock:
+            noted = self._written.get(path)
+            if noted is None:
+                return False
+            self._written.move_to_end(path)
+        try:
+            found = os.stat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(found.st_mode) and (found.st_ino, found.st_size, found.st_mtime_ns) == noted
 
     def _base(self, prefix: str) -> Path:
         """``prefix`` under the root, checked as :func:`safe_join` does at the cost of one lstat a folder.

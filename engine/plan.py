@@ -61,16 +61,16 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
     filled_in: dict[str, dict[str, Any]] = {}
     seeds: dict[str, int] = {}
     keys: dict[str, bytes] = {}
+    run_salt: bytes | None = None  # the run's identity, for the nodes whose output carries it
     for i, nid in enumerate(order):
         if not i % CHECK_EVERY:
             check()
         step = steps[nid]
         inputs = filled.get(nid)
         if step.seed_input is not None:
-            seed = (inputs or {}).get(step.seed_input, step.literals.get(step.seed_input))
+            seed = seeds.get(nid)
             if seed is None:
-                seed = secrets.randbelow(min(SEED_MAX, 2**32))
-            seeds[nid] = seed
+                seed = seeds[nid] = _seed(step, inputs)
             inputs = {**(inputs or {}), step.seed_input: seed}
         if inputs:
             filled_in[nid] = inputs
@@ -80,6 +80,10 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
         salt = canonical(inputs) if inputs else b""
         if step.fingerprinted:
             salt += canonical(_fingerprint(step.cls, {**step.literals, **(inputs or {})}, files, config))
+        if step.run_keyed:
+            if run_salt is None:
+                run_salt = _run_salt(compiled, filled, steps, order[i + 1:], seeds)
+            salt += run_salt
         if step.volatile:
             salt += secrets.token_bytes(16)  # never equal to any other run's key
         keys[nid] = step_key(step, salt, [keys[src] for _, src, _ in step.links])
@@ -95,6 +99,8 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
             check()
         step = steps[nid]
         found = None if step.volatile else cache.get(keys[nid])
+        if found is not None and step.checked and not step.cls.still_valid(found, files):
+            found = None  # e.g. the file a save node wrote was removed since: it writes a new one
         if found is not None:
             hits[nid] = found
         else:
@@ -121,6 +127,51 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
 
 def _nothing() -> None:
     return None
+
+
+def _seed(step, inputs: dict[str, Any] | None) -> int:
+    """The seed of a seeded step this run: given (a param or a literal), else drawn."""
+    seed = _given_seed(step, inputs)
+    return secrets.randbelow(min(SEED_MAX, 2**32)) if seed is None else seed
+
+
+def _given_seed(step, inputs: dict[str, Any] | None) -> int | None:
+    return (inputs or {}).get(step.seed_input, step.literals.get(step.seed_input))
+
+
+def repeatable(compiled: CompiledWorkflow, plan: Plan, filled: dict[str, dict[str, Any]]) -> bool:
+    """True when a run with the same ``filled`` inputs would plan the same keys as ``plan``: no node it
+    covers is volatile or reads the outside world (a fingerprint), and no seed of it was drawn."""
+    steps = compiled.steps
+    for nid in plan.keys:  # every node the run covers has a key
+        step = steps[nid]
+        if step.volatile or step.fingerprinted:
+            return False
+        if step.seed_input is not None and _given_seed(step, filled.get(nid)) is None:
+            return False
+    return True
+
+
+def _run_salt(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], steps, later: list[str],
+              seeds: dict[str, int]) -> bytes:
+    """What a run-keyed node's key adds (:attr:`engine.node.Node.describes_run`): the run's identity.
+
+    That is what such a node writes down (``RunInfo.reproducible``): the workflow document, the
+    value of every param (what ``filled`` holds, given the document) and every seed of the run.
+    The seeds of the nodes after it (``later``, in order) are drawn here, first. A drawn seed
+    makes the identity new each run; so does a param value that has no canonical JSON form.
+    """
+    for nid in later:
+        step = steps[nid]
+        if step.seed_input is not None and nid not in seeds:
+            seeds[nid] = _seed(step, filled.get(nid))
+    workflow = compiled.workflow
+    if workflow is None:
+        return secrets.token_bytes(16)
+    try:
+        return workflow.digest().encode() + canonical(filled) + canonical(seeds)
+    except (TypeError, ValueError):
+        return secrets.token_bytes(16)
 
 
 def _fingerprint(cls, inputs: dict[str, Any], files: OutputFiles, config: Mapping[str, Any] | None) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -21,7 +20,12 @@ class SaveNode(Node):
     whole re-runnable workflow, params and drawn seeds written in) and returns ``{"path": ...}``.
     """
 
-    volatile = True  # writing a file is the point: every run writes one
+    # Writing a file is the point: by default every run writes one. A save node that sets
+    # ``volatile = False`` is cached like any node instead, its key covering the whole run it
+    # describes (describes_run: the workflow, every param, the seeds): a repeat of the same run
+    # answers the file written then, while that file is still as written (still_valid), and makes no copy.
+    volatile = True
+    describes_run = True
     outputs = {"path": Output(TEXT, "path of the file written")}
     #: a save of at most this many characters (from a workflow of at most CHEAP_NODES nodes, whose
     #: document the sidecar carries) runs inline: a thread hop costs more than writing it
@@ -48,37 +52,21 @@ class SaveNode(Node):
         return found
 
     @staticmethod
-    def save(ctx, prefix: str, suffix: str, description: dict, write: Callable[[Path, dict], None], *,
-             same: str | bytes | None = None) -> dict:
-        """``{"path": ...}`` of a fresh file that ``write(path, description)`` fills; removed if that fails.
-
-        ``same``: what the file will hold. When this engine already wrote that, under the same
-        prefix, suffix and description (an identical request whose values came from the cache), and
-        that file is still there, its path is answered and nothing is written: as image.save does, a
-        repeat makes no copy (a changed param, seed or workflow changes the description).
-        """
-        identity = None
-        if same is not None:
-            identity = _identity(prefix, suffix, same, description)
-            earlier = ctx.files.earlier(identity)
-            if earlier is not None:
-                return {"path": earlier}
+    def save(ctx, prefix: str, suffix: str, description: dict, write: Callable[[Path, dict], None]) -> dict:
+        """``{"path": ...}`` of a fresh file that ``write(path, description)`` fills; removed if that fails."""
         path = ctx.files.new_path(prefix, suffix)
         try:
             write(path, description)
         except BaseException:
             path.unlink(missing_ok=True)  # no empty file left behind by a failed write
             raise
-        if identity is not None:
-            ctx.files.note(identity, path)
+        ctx.files.wrote(path)  # a cached save answers this file while it stays as written (still_valid)
         return {"path": str(path)}
 
-
-def _identity(prefix: str, suffix: str, content: str | bytes, description: dict) -> str:
-    digest = hashlib.sha256(f"{prefix}\0{suffix}\0".encode())
-    digest.update(content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content)
-    digest.update(b"\0" + encode(description).encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
+    @classmethod
+    def still_valid(cls, outputs: dict[str, Any], files) -> bool:
+        """A cached save (a save node that is not volatile) is answered while its file is as it wrote it."""
+        return files.unchanged(outputs.get("path"))
 
 
 def open_new(path: Path):

@@ -63,8 +63,10 @@ def endpoint_handler(endpoint: Endpoint):
         workflow, params = apply_preset(request.app[CATALOGUE], endpoint, params)
         # `answer` waits until the record is committed before it answers, 202 or result; a caller that
         # waits for the result may have a cheap job run in this task (JobQueue.accept's `waiting`)
+        # `repeats`: the endpoint's own workflow (not a preset's, made per request) serves repeats
         record = await request.app[JOBS].accept(workflow, params, name=endpoint.name, wait_stored=False,
-                                                waiting=not wants_async(request, False))
+                                                waiting=not wants_async(request, False),
+                                                repeats=workflow is endpoint.workflow)
         return await answer(request, record, outputs_only=endpoint.workflow.answer == "outputs")
 
     handle.__name__ = f"endpoint_{endpoint.name}"

@@ -17,6 +17,7 @@ from aiohttp import web
 from engine import FlowError, InvalidWorkflow, Problem
 from engine.errors import ModelNotFound, QueueFull, redact_paths
 
+from .logs import info_line
 from .present import dumps
 
 log = logging.getLogger("flow.server")
@@ -123,5 +124,5 @@ async def access_middleware(request: web.Request, handler):
         job = _job_id(request, response)
         # the path as sent, still percent-encoded (a decoded %0a would forge a log line), without the
         # query (where ?token= may be)
-        access_log.info("%s %s %d %.1f ms%s", request.method[:16], request.rel_url.raw_path[:500], status,
-                        (time.perf_counter() - started) * 1000, f" job={job}" if job else "")
+        info_line(access_log, f"{request.method[:16]} {request.rel_url.raw_path[:500]} {status} "
+                              f"{(time.perf_counter() - started) * 1000:.1f} ms{f' job={job}' if job else ''}")

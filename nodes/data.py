@@ -58,6 +58,7 @@ class Save(SaveNode):
     """Save a JSON value to a new file in the output folder, the run's workflow in a <file>.json sidecar."""
 
     type = "json.save"
+    volatile = False  # a repeat of the same run answers the file it wrote (SaveNode)
     inputs = {
         "value": Input(JSON, "the value to save"),
         "indent": Input(INT, "spaces of indentation; 0 writes one line", default=2, minimum=0, maximum=8),
@@ -73,4 +74,4 @@ class Save(SaveNode):
             if description["workflow"] is not None:
                 write_sidecar(path, description)
 
-        return self.save(ctx, prefix, ".json", self.description(ctx, {}, metadata), write, same=text)
+        return self.save(ctx, prefix, ".json", self.description(ctx, {}, metadata), write)

@@ -81,6 +81,7 @@ class Save(SaveNode):
     """Save a text to a new file in the output folder, the run's workflow in a <file>.json sidecar."""
 
     type = "text.save"
+    volatile = False  # a repeat of the same run answers the file it wrote (SaveNode)
     inputs = {
         "text": Input(TEXT, "the text to save"),
         "extension": Input(TEXT, "file type", default="txt", enum=["txt", "md"]),
@@ -101,4 +102,4 @@ class Save(SaveNode):
             if description["workflow"] is not None:
                 write_sidecar(path, description)
 
-        return self.save(ctx, prefix, f".{extension}", self.description(ctx, {}, metadata), write, same=text)
+        return self.save(ctx, prefix, f".{extension}", self.description(ctx, {}, metadata), write)

@@ -211,3 +211,76 @@ def test_caller_run_job_holds_the_only_worker_place(maybe_engine, store):
     assert [job.state for job in (first, second, third)] == ["finished"] * 3
     assert first.result["outputs"]["ran"][1] <= second.result["outputs"]["ran"][0]
     assert second.result["outputs"]["ran"][1] <= third.result["outputs"]["ran"][0]
+
+
+def _counting_plans(engine, monkeypatch) -> list[int]:
+    made: list[int] = []
+    real = engine.plan_now
+    monkeypatch.setattr(engine, "plan_now", lambda *a, **k: (made.append(1), real(*a, **k))[1])
+    return made
+
+
+def test_repeat_of_an_endpoint_request_reuses_its_plan_while_the_cache_holds_it(engine, store, monkeypatch):
+    """A long-lived workflow's identical request, once it ended from the cache, is not validated or
+    planned again: the same result and events, a stored job of its own. Another param, another
+    output list, or the cache losing the values, plan anew."""
+    from engine import Workflow
+
+    add = Workflow.from_dict(ADD)
+    plans = _counting_plans(engine, monkeypatch)
+
+    async def main():
+        queue = make_queue(engine, store)
+        await queue.start()
+        ran = await queue.wait((await queue.accept(add, {"a": 5}, repeats=True)).id, 10)
+        cached = await queue.wait((await queue.accept(add, {"a": 5}, repeats=True)).id, 10)
+        planned = len(plans)
+        events = queue.subscribe()
+        repeat = await queue.wait((await queue.accept(add, {"a": 5}, repeats=True)).id, 10)
+        seen = [event.kind for event in (events.queue.get_nowait() for _ in range(events.queue.qsize()))
+                if event.job_id == repeat.id]
+        assert len(plans) == planned  # neither validated nor planned
+        other = await queue.wait((await queue.accept(add, {"a": 6}, repeats=True)).id, 10)
+        narrowed = await queue.wait((await queue.accept(add, {"a": 5}, outputs=["x"], repeats=True)).id, 10)
+        assert len(plans) == planned + 2
+        engine.cache.clear()
+        again = await queue.wait((await queue.accept(add, {"a": 5}, repeats=True)).id, 10)
+        await queue.stop()
+        return ran, cached, repeat, seen, other, narrowed, again
+
+    ran, cached, repeat, seen, other, narrowed, again = asyncio.run(main())
+    assert ran.result["executed"] == ["sum", "next"] and cached.result["executed"] == []
+    assert repeat.result == cached.result and repeat.id != cached.id and repeat.state == "finished"
+    assert seen == ["job.queued", "job.started", "node.cached", "job.finished"]
+    assert store.get(repeat.id).result == cached.result  # a stored job like any other
+    assert other.result["outputs"] == {"x": 9} and other.result["executed"] == ["sum", "next"]
+    assert narrowed.result["outputs"] == {"x": 8} and narrowed.result["executed"] == []
+    assert again.result["executed"] == ["sum", "next"]  # the cache lost the values: run again
+
+
+def test_repeats_are_not_remembered_for_drawn_seeds_or_one_off_workflows(engine, store, monkeypatch):
+    """A drawn seed makes each run another (nothing to reuse); a workflow parsed for one request
+    (a dict, or `repeats` not given) is never remembered."""
+    from engine import Workflow
+
+    rand = Workflow.from_dict({"name": "rand", "nodes": {"r": {"type": "zoo.rand", "inputs": {}}},
+                               "outputs": {"value": {"from": "r", "output": "value"}}})
+    seeded = Workflow.from_dict({"name": "seeded", "nodes": {"r": {"type": "zoo.rand", "inputs": {"seed": 3}}},
+                                 "outputs": {"value": {"from": "r", "output": "value"}}})
+
+    async def main():
+        queue = make_queue(engine, store)
+        await queue.start()
+        drawn = [(await queue.wait((await queue.accept(rand, repeats=True)).id, 10)).result for _ in range(3)]
+        for _ in range(3):
+            await queue.wait((await queue.accept(ADD, {"a": 1}, repeats=True)).id, 10)
+            await queue.wait((await queue.accept(Workflow.from_dict(ADD), {"a": 1})).id, 10)
+        remembered_before = len(queue._repeats)
+        for _ in range(3):
+            await queue.wait((await queue.accept(seeded, repeats=True)).id, 10)
+        await queue.stop()
+        return drawn, remembered_before, len(queue._repeats)
+
+    drawn, before, after = asyncio.run(main())
+    assert len({result["outputs"]["value"] for result in drawn}) == 3  # every run drew its own seed
+    assert before == 0 and after == 1  # only the given seed's workflow

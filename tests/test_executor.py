@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import asyncio
 import threading
 import time
@@ -270,20 +271,52 @@ def test_executor_save_nodes_write_under_output_dir(engine, tmp_path):
     assert result.outputs["text"] == "Hello, tests!"
     assert path.read_text() == "Hello, tests!"
     assert path.is_relative_to((tmp_path / "out").resolve())
-    # An identical run (its text from the cache, the same description) answers the file written
-    # then, as image.save does: no copy. Another name writes a new file; so does a repeat once
-    # the earlier file is gone.
+    # An identical run is answered from the cache, its save node too: the file written then, no
+    # copy. Another name writes a new file; so does a repeat once the earlier file is gone, or
+    # changed, or when the document differs (the sidecar carries it).
     again = engine.run_sync(hello, {"name": "tests"})
-    assert again.executed == ["save"] and Path(again.outputs["file"]) == path
+    assert again.executed == [] and "save" in again.cached and Path(again.outputs["file"]) == path
     other = engine.run_sync(hello, {"name": "others"})
+    assert other.executed == ["greeting", "end", "save"]
     assert Path(other.outputs["file"]) != path and Path(other.outputs["file"]).read_text() == "Hello, others!"
     path.unlink()
     fresh = engine.run_sync(hello, {"name": "tests"})
-    assert Path(fresh.outputs["file"]) not in (path, Path(other.outputs["file"]))
+    assert fresh.executed == ["save"] and Path(fresh.outputs["file"]) not in (path, Path(other.outputs["file"]))
     assert Path(fresh.outputs["file"]).read_text() == "Hello, tests!"
     assert sorted(p.name for p in path.parent.iterdir()) == [  # the first one's sidecar was left
         "greeting_00001.txt.json", "greeting_00002.txt", "greeting_00002.txt.json", "greeting_00003.txt",
         "greeting_00003.txt.json"]
+    Path(fresh.outputs["file"]).write_text("edited by hand")
+    edited = engine.run_sync(hello, {"name": "tests"})
+    assert edited.executed == ["save"] and Path(edited.outputs["file"]).read_text() == "Hello, tests!"
+    assert Path(fresh.outputs["file"]).read_text() == "edited by hand"  # never written over
+    renamed = Workflow.from_dict({**hello.doc, "description": "another document, the same nodes"})
+    elsewhere = engine.run_sync(renamed, {"name": "tests"})
+    assert elsewhere.executed == ["save"] and elsewhere.outputs["file"] != edited.outputs["file"]
+    assert engine.run_sync(renamed, {"name": "tests"}).outputs["file"] == elsewhere.outputs["file"]
+
+
+def test_executor_cached_save_covers_every_param_and_seed_of_the_run(engine):
+    """A save node's cache key covers what its sidecar describes: every param's value and every seed
+    of the run, also those of nodes it does not read; a drawn seed makes every run write anew."""
+    from pathlib import Path
+
+    wf = Workflow.from_dict({
+        "name": "save-and-draw",
+        "params": {"text": {"description": "what to save", "default": "hi", "bind": [{"node": "save", "input": "text"}]},
+                   "seed": {"description": "drawn when not given", "bind": [{"node": "draw", "input": "seed"}]}},
+        "nodes": {"save": {"type": "text.save", "inputs": {"text": "hi", "prefix": "cover/t"}},
+                  "draw": {"type": "zoo.rand", "inputs": {}}},
+        "outputs": {"file": {"from": "save", "output": "path"}, "n": {"from": "draw", "output": "value"}},
+    })
+    first = engine.run_sync(wf, {"seed": 5})
+    assert engine.run_sync(wf, {"seed": 5}).outputs["file"] == first.outputs["file"]
+    other_seed = engine.run_sync(wf, {"seed": 6})
+    assert other_seed.outputs["file"] != first.outputs["file"]
+    described = json.loads(Path(other_seed.outputs["file"] + ".json").read_text())
+    assert described["workflow"]["params"]["seed"]["default"] == 6
+    drawn = [engine.run_sync(wf).outputs["file"] for _ in range(2)]
+    assert len({*drawn, first.outputs["file"], other_seed.outputs["file"]}) == 4
 
 
 def test_executor_run_info_reproduces_a_run_with_drawn_seeds(registry, tmp_path):

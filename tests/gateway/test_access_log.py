@@ -71,3 +71,38 @@ def test_serve_refuses_a_log_level_it_does_not_know(tmp_path):
     done = subprocess.run([FLOW, "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**Served(tmp_path, {}).env, "FLOW_LOG_LEVEL": "loud"})
     assert done.returncode == 2 and "FLOW_LOG_LEVEL" in done.stderr, done.stderr
+
+
+def test_access_lines_skip_logging_only_where_the_text_is_the_same(capsys):
+    """`info_line` formats a line itself only when the record would reach the handler `configure`
+    installed and nothing else; the text is what logging writes. Another handler gets the record."""
+    from gateway import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logs._installed
+    root.handlers = []
+    try:
+        logs.configure("INFO")
+        handler = logs._installed
+        assert handler is not None and root.handlers == [handler]
+        logs.info_line(logging.getLogger("flow.access"), "GET /x 200 1.0 ms")
+        logging.getLogger("flow.access").info("%s", "GET /y 200 1.0 ms")
+        direct, through_logging = [line.rstrip("\n") for line in handler._lines[-2:]]
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+        assert re.fullmatch(stamp + r" INFO flow\.access: GET /x 200 1\.0 ms", direct), direct
+        assert re.fullmatch(stamp + r" INFO flow\.access: GET /y 200 1\.0 ms", through_logging), through_logging
+        seen = []
+        other = logging.Handler()
+        other.emit = seen.append
+        root.addHandler(other)
+        logs.info_line(logging.getLogger("flow.access"), "GET /z 200 1.0 ms")
+        assert [r.getMessage() for r in seen] == ["GET /z 200 1.0 ms"]  # the record, not a line
+        root.removeHandler(other)
+        logging.getLogger("flow.access").setLevel(logging.WARNING)
+        count = len(handler._lines)
+        logs.info_line(logging.getLogger("flow.access"), "GET /quiet 200 1.0 ms")
+        assert len(handler._lines) == count  # below the level: nothing
+    finally:
+        logging.getLogger("flow.access").setLevel(logging.NOTSET)
+        handler.flush()
+        root.handlers, root.level, logs._installed = saved
