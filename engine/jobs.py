@@ -236,19 +236,27 @@ class JobQueue:
         repeat = self._repeats.get(key)
         if repeat is None:
             return None
-        cache, files = self.engine.cache, self.engine.files
-        for cache_key, values, checked in repeat.roots:
-            if cache.get(cache_key) is not values or (checked is not None and not checked.still_valid(values, files)):
+        cache, files, hits = self.engine.cache, self.engine.files, {}
+        for nid, cache_key, held, checked in repeat.roots:
+            values = cache.get(cache_key)
+            if id(values) != held or (checked is not None and not checked.still_valid(values, files)):
                 del self._repeats[key]  # evicted, computed again or its file changed: plan it anew
                 return None
+            hits[nid] = values
         self._repeats.move_to_end(key)
-        return repeat
+        plan = repeat.plan
+        return _Repeat(Plan(order=[], hits=hits, keys=plan.keys, filled=plan.filled, seeds=plan.seeds,
+                            roots=plan.roots, outputs=plan.outputs), (), repeat.result, repeat.text)
 
     def _remember(self, workflow: Workflow, params: dict[str, Any], outputs: list[str] | None, plan: Plan,
                   bound: dict[str, dict[str, Any]], record: JobRecord) -> None:
         """Keep what a request identical to the one of ``record`` (ended from the cache) may reuse, when it may:
         the plan did not depend on chance or the outside world, and the result names no file that is not
-        checked again on reuse (a media output is written per job, a path's URL is checked when shown)."""
+        checked again on reuse (a media output is written per job, a path's URL is checked when shown).
+
+        What is kept is small: no cached value (each root's is named by its identity, read from the
+        cache again on reuse), and a result of at most REPEAT_TEXT characters of JSON.
+        """
         if record.state != FINISHED or record.result.get("media"):
             return
         compiled = self.engine.compile(workflow)
@@ -261,10 +269,14 @@ class JobQueue:
             key = (workflow, canonical([params, outputs]))
         except (TypeError, ValueError):
             return
-        roots = tuple((plan.keys[nid], plan.hits[nid], steps[nid].cls if steps[nid].checked else None)
+        text = result_text(record)  # the text the store writes, made once for every repeat
+        if record.result_text is None or len(text) > _REPEAT_TEXT:
+            return
+        roots = tuple((nid, plan.keys[nid], id(plan.hits[nid]), steps[nid].cls if steps[nid].checked else None)
                       for nid in plan.roots)
-        result_text(record)  # the text the store writes, made once for every repeat
-        self._repeats[key] = _Repeat(plan, roots, record.result, record.result_text)
+        kept = Plan(order=[], hits={}, keys={nid: plan.keys[nid] for nid in plan.roots}, filled={},
+                    seeds=plan.seeds, roots=plan.roots, outputs=plan.outputs)
+        self._repeats[key] = _Repeat(kept, roots, record.result, record.result_text)
         self._repeats.move_to_end(key)
         while len(self._repeats) > _REPEATS:
             self._repeats.popitem(last=False)
@@ -622,14 +634,18 @@ class _Repeat:
     __slots__ = ("plan", "roots", "result", "text")
 
     def __init__(self, plan: Plan, roots: tuple, result: dict, text: str | None):
-        self.plan = plan  # nothing to run: every output it needs was cached
-        self.roots = roots  # (cache key, the values it held, the node class whose still_valid checks them or None)
+        self.plan = plan  # nothing to run: every output it needs was cached (its hits are read again each time)
+        # per root node: (node, cache key, id() of the values the cache held, the class whose still_valid
+        # checks them or None). An id, not the values: holding them would outlast the cache's bound. A
+        # new entry under the same key (the same computation again) that got the same address passes.
+        self.roots = roots
         self.result = result  # the job's result as presented (read-only: each job gets a shallow copy)
         self.text = text  # its JSON text, as the store writes it
 
 
-#: identical requests remembered (JobQueue._repeats), at most
+#: identical requests remembered (JobQueue._repeats), at most; and the longest result text kept for one
 _REPEATS = 256
+_REPEAT_TEXT = 64 << 10
 
 
 def _internal_error(job_id: str) -> dict[str, str]:

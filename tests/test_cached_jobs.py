@@ -240,6 +240,7 @@ def test_repeat_of_an_endpoint_request_reuses_its_plan_while_the_cache_holds_it(
         seen = [event.kind for event in (events.queue.get_nowait() for _ in range(events.queue.qsize()))
                 if event.job_id == repeat.id]
         assert len(plans) == planned  # neither validated nor planned
+        assert [r.plan.hits for r in queue._repeats.values()] == [{}]  # no cached value held past the cache's bound
         other = await queue.wait((await queue.accept(add, {"a": 6}, repeats=True)).id, 10)
         narrowed = await queue.wait((await queue.accept(add, {"a": 5}, outputs=["x"], repeats=True)).id, 10)
         assert len(plans) == planned + 2
