@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .keys import CATALOGUE, JOBS, PRESENTER
 from .openai_compat import OpenAIError, _invalid, _job_error, unknown_fields
@@ -127,8 +128,10 @@ async def _form(request: web.Request) -> dict:
         posted = await request.post()  # within the body limit (FLOW_MAX_BODY_BYTES): 413 beyond it
     except web.HTTPException:
         raise
-    except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:
-        raise OpenAIError(f"the multipart body cannot be read ({exc}); send it as multipart/form-data with a "
+    except (HttpProcessingError, ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:
+        # HttpProcessingError: e.g. a part's header line that is not a header (found by the fuzzer)
+        detail = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
+        raise OpenAIError(f"the multipart body cannot be read ({detail}); send it as multipart/form-data with a "
                           "boundary, as HTTP clients do") from None
     form: dict[str, Any] = {}
     for name in posted:

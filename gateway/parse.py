@@ -11,6 +11,7 @@ import math
 import re
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from engine.errors import InvalidRequest
 from engine.jsonsafe import loads
@@ -94,12 +95,20 @@ async def read_limited(stream, limit: int, too_large: str) -> bytes:
 
     chunks, size = [], 0
     read = getattr(stream, "read_chunk", None) or stream.read
-    while chunk := await read(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(too_large)
-        chunks.append(chunk)
+    try:
+        while chunk := await read(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(too_large)
+            chunks.append(chunk)
+    except (HttpProcessingError, ValueError) as exc:  # a part cut short, a broken boundary
+        raise _malformed(exc) from None
     return b"".join(chunks)
+
+
+def _malformed(exc: Exception) -> InvalidRequest:
+    detail = getattr(exc, "message", None) or str(exc)
+    return InvalidRequest(f"the request body is malformed: {' '.join(str(detail).split())[:200]}")
 
 
 async def form_parts(request: web.Request, max_parts: int, what: str = "a form"):
@@ -107,9 +116,15 @@ async def form_parts(request: web.Request, max_parts: int, what: str = "a form")
     (a nested form) or one part too many answers 400."""
     from aiohttp import BodyPartReader
 
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except (HttpProcessingError, ValueError, AssertionError) as exc:  # no boundary, not multipart at all
+        raise _malformed(exc) from None
     for count in range(max_parts + 1):
-        part = await reader.next()
+        try:
+            part = await reader.next()
+        except (HttpProcessingError, ValueError) as exc:  # e.g. a part's header line that is not a header
+            raise _malformed(exc) from None
         if part is None:
             return
         if count == max_parts:

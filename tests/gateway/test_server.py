@@ -386,3 +386,27 @@ def test_gateway_repeat_request_answers_at_once_with_the_same_file(gateway):
             assert stored["state"] == "finished" and stored["outputs"] == {"value": "v"}
 
     run(scenario())
+
+
+def test_gateway_malformed_multipart_bodies_are_400(gateway):
+    """Multipart bodies broken as the fuzzer broke them (a part's header line that is not a header, a
+    part cut short, no boundary at all) answer 400 naming the problem, never 500."""
+    boundary = "e5947ff755fb6589371dca646723d996"
+    bodies = [f"--{boundary}\r\n522275--{boundary}--\r\n",
+              f"--{boundary}\r\nContent-Disposition: form-data; name=image; filename=a.png\r\n\r\nxyz",
+              "no boundary here"]
+
+    async def scenario():
+        async with gateway() as client:
+            answers = []
+            for path in ("/inputs", "/products", "/v1/images/edits"):
+                for body in bodies:
+                    response = await client.post(path, data=body.encode(), headers={
+                        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+                    answers.append((path, response.status, await response.json()))
+            return answers
+
+    for path, status, body in run(scenario()):
+        assert status == 400, (path, body)
+        message = body["error"]["message"] if isinstance(body["error"], dict) else body["error"]
+        assert any(word in message for word in ("malformed", "cannot be read", "not a readable")), (path, message)
