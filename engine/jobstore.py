@@ -141,11 +141,15 @@ def result_text(job: JobRecord) -> str | None:
         return job.result_text
     if isinstance(result, dict) and len(result) <= 64 and not any(map(large.is_large, result.values())):
         try:
-            job.result_text = json.dumps(result, allow_nan=False)
+            job.result_text = _STRICT(result)
             return job.result_text
         except ValueError:  # NaN or infinity somewhere: stored as Python writes it, not spliced into answers
             pass
     return large.dumps(result)
+
+
+# one encoder, not one per call (json.dumps with an option builds one each time)
+_STRICT = json.JSONEncoder(allow_nan=False).encode
 
 
 def document_digest(text: str) -> str:

@@ -32,9 +32,13 @@ def _finite(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """Strict JSON for responses: never the bare NaN/Infinity tokens Python's json writes by default."""
     try:
-        return json.dumps(value, allow_nan=False, default=str)
+        return _STRICT(value)
     except ValueError:
-        return json.dumps(_finite(value), allow_nan=False, default=str)
+        return _STRICT(_finite(value))
+
+
+# one encoder for every response (json.dumps with any option builds an encoder per call)
+_STRICT = json.JSONEncoder(allow_nan=False, default=str).encode
 
 
 def job_status(error: dict | None) -> int:
