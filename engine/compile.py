@@ -48,7 +48,7 @@ class Step:
     volatile: bool = False  # the node's output varies by design: never served from cache
     fingerprinted: bool = False  # the node reads the outside world: its fingerprint joins the key
     run_keyed: bool = False  # what it writes carries the run (Node.describes_run): the run's identity joins the key
-    checked: bool = False  # a cache hit is used only while the node's still_valid says so
+    hits_checked: bool = False  # a cache hit is used only while the node's still_valid says so
     sources: tuple[str, ...] = ()  # distinct source nodes
     consumers: tuple[str, ...] = ()  # distinct consumer nodes
     # Neither is worked out at compile: accepting a 50k-node job does not wait for 50k hashes. The static
@@ -325,7 +325,7 @@ class _Kind:
     """What every node of one type shares, found once per compile (a large graph has many nodes, few types)."""
 
     __slots__ = ("cls", "names", "spec", "required", "checks", "defaults", "seed_input", "run", "fingerprinted",
-                 "checked", "_fits")
+                 "hits_checked", "_fits")
 
     def __init__(self, cls: type[Node], registry: Registry):
         self.cls = cls
@@ -338,7 +338,7 @@ class _Kind:
         self.seed_input = next((name for name, spec in cls.inputs.items() if spec.seed), None)
         self.run = registry.instance(cls.type).run
         self.fingerprinted = cls.has_fingerprint()
-        self.checked = cls.checks_hits()
+        self.hits_checked = cls.checks_hits()
         self._fits: dict[tuple, list[str]] = {}  # (input, type, value) -> its problems, for scalar literals
 
     def literal_problems(self, name: str, spec: Input, value: Any) -> list[str]:
@@ -385,7 +385,7 @@ def _step(decl, kind: _Kind, bound: tuple[str, ...], readers: tuple[str, ...]) -
     # positional (in field order): keywords cost twice as much, 50k times
     return Step(decl.id, cls, kind.run, literals, links, bound, seed_input,
                 bool(bound) or unset_seed or cls.volatile or kind.fingerprinted or cls.describes_run,  # dynamic
-                cls.volatile, kind.fingerprinted, cls.describes_run, kind.checked, sources, readers)
+                cls.volatile, kind.fingerprinted, cls.describes_run, kind.hits_checked, sources, readers)
 
 
 # Suggestions compare a word with every choice: among more than this many (a large graph's node

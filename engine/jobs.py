@@ -132,10 +132,10 @@ class JobQueue:
             owned = not isinstance(workflow, Workflow)  # parsed here: no one else holds it
             large_ = _size(workflow) > LARGE_GRAPH
             repeats = repeats and not (owned or large_) and self.dispatch is None
-            repeat = self._repeated(workflow, params, outputs) if repeats else None
-            if repeat is not None:
+            found = self._repeated(workflow, params, outputs) if repeats else None
+            if found is not None:
                 record = self._new_record(workflow, params, name, outputs)
-                held = self._ended_from_repeat(record, workflow, repeat)
+                held = self._ended_from_repeat(record, workflow, *found)
                 return await self._store_ended(record, workflow, held, wait_stored)
             workflow, bound = await _off_loop(large_, self._validated, workflow, params, outputs)
             record = self._new_record(workflow, params, name, outputs)
@@ -226,14 +226,13 @@ class JobQueue:
             held.append(terminal_event(record))
         return held
 
-    def _repeated(self, workflow: Workflow, params: dict[str, Any], outputs: list[str] | None) -> _Repeat | None:
-        """What an identical earlier request left (:meth:`_remember`), while the cache still holds the very
-        values it answered (and a save node's file is still as written); else None."""
-        try:
-            key = (workflow, canonical([params, outputs]))
-        except (TypeError, ValueError):  # not JSON (a Python caller's value): no repeat to find
-            return None
-        repeat = self._repeats.get(key)
+    def _repeated(self, workflow: Workflow, params: dict[str, Any],
+                  outputs: list[str] | None) -> tuple[_Repeat, dict[str, dict[str, Any]]] | None:
+        """What an identical earlier request left (:meth:`_remember`) and its roots' values, read from the
+        cache, while that still holds the very values it answered (and a save node's file is still as
+        written); else None."""
+        key = _repeat_key(workflow, params, outputs)
+        repeat = None if key is None else self._repeats.get(key)
         if repeat is None:
             return None
         cache, files, hits = self.engine.cache, self.engine.files, {}
@@ -244,9 +243,7 @@ class JobQueue:
                 return None
             hits[nid] = values
         self._repeats.move_to_end(key)
-        plan = repeat.plan
-        return _Repeat(Plan(order=[], hits=hits, keys=plan.keys, filled=plan.filled, seeds=plan.seeds,
-                            roots=plan.roots, outputs=plan.outputs), (), repeat.result, repeat.text)
+        return repeat, hits
 
     def _remember(self, workflow: Workflow, params: dict[str, Any], outputs: list[str] | None, plan: Plan,
                   bound: dict[str, dict[str, Any]], record: JobRecord) -> None:
@@ -261,18 +258,17 @@ class JobQueue:
             return
         compiled = self.engine.compile(workflow)
         steps = compiled.steps
-        if any(not steps[plan.outputs[name][0]].checked for name in record.result.get("files") or ()):
+        if any(not steps[plan.outputs[name][0]].hits_checked for name in record.result.get("files") or ()):
             return
         if not repeatable(compiled, plan, bound):
             return
-        try:
-            key = (workflow, canonical([params, outputs]))
-        except (TypeError, ValueError):
+        key = _repeat_key(workflow, params, outputs)
+        if key is None:
             return
         text = result_text(record)  # the text the store writes, made once for every repeat
         if record.result_text is None or len(text) > _REPEAT_TEXT:
             return
-        roots = tuple((nid, plan.keys[nid], id(plan.hits[nid]), steps[nid].cls if steps[nid].checked else None)
+        roots = tuple((nid, plan.keys[nid], id(plan.hits[nid]), steps[nid].cls if steps[nid].hits_checked else None)
                       for nid in plan.roots)
         kept = Plan(order=[], hits={}, keys={nid: plan.keys[nid] for nid in plan.roots}, filled={},
                     seeds=plan.seeds, roots=plan.roots, outputs=plan.outputs)
@@ -281,11 +277,15 @@ class JobQueue:
         while len(self._repeats) > _REPEATS:
             self._repeats.popitem(last=False)
 
-    def _ended_from_repeat(self, record: JobRecord, workflow: Workflow, repeat: _Repeat) -> list[ev.Event]:
-        """:meth:`_ended_from_cache` for a repeat: the same events, the earlier result (its values are the
-        ones the cache holds now, :meth:`_repeated`)."""
+    def _ended_from_repeat(self, record: JobRecord, workflow: Workflow, repeat: _Repeat,
+                           hits: dict[str, dict[str, Any]]) -> list[ev.Event]:
+        """:meth:`_ended_from_cache` for a repeat: the same events, the earlier result (its values are
+        ``hits``, the ones the cache holds now: :meth:`_repeated`)."""
         held: list[ev.Event] = []
-        self.engine.run_cached(workflow, repeat.plan, job_id=record.id, listener=held.append)
+        kept = repeat.plan
+        plan = Plan(order=[], hits=hits, keys=kept.keys, filled=kept.filled, seeds=kept.seeds, roots=kept.roots,
+                    outputs=kept.outputs)
+        self.engine.run_cached(workflow, plan, job_id=record.id, listener=held.append)
         record.started = record.ended = time.time()
         record.attempts = 1
         record.state, record.result, record.result_text = FINISHED, dict(repeat.result), repeat.text
@@ -634,13 +634,22 @@ class _Repeat:
     __slots__ = ("plan", "roots", "result", "text")
 
     def __init__(self, plan: Plan, roots: tuple, result: dict, text: str | None):
-        self.plan = plan  # nothing to run: every output it needs was cached (its hits are read again each time)
+        self.plan = plan  # nothing to run: every output it needs was cached (its hits: read again each time)
         # per root node: (node, cache key, id() of the values the cache held, the class whose still_valid
         # checks them or None). An id, not the values: holding them would outlast the cache's bound. A
         # new entry under the same key (the same computation again) that got the same address passes.
         self.roots = roots
         self.result = result  # the job's result as presented (read-only: each job gets a shallow copy)
         self.text = text  # its JSON text, as the store writes it
+
+
+def _repeat_key(workflow: Workflow, params: dict[str, Any], outputs: list[str] | None) -> tuple | None:
+    """What identifies a request among repeats: its workflow object, its params and outputs as canonical
+    JSON; None for a value that has no JSON form (a Python caller's): such a request is never a repeat."""
+    try:
+        return workflow, canonical([params, outputs])
+    except (TypeError, ValueError):
+        return None
 
 
 #: identical requests remembered (JobQueue._repeats), at most; and the longest result text kept for one

@@ -1,7 +1,7 @@
 """Job records persisted in SQLite: an accepted job is written before it is acknowledged.
 
-Writes made on the event loop are grouped into one transaction per turn of the loop (group
-commit): N jobs accepted at once cost one commit, not N, and a job that ends within its group
+Writes made on the event loop are grouped into one transaction every few turns of the loop (group
+commit, GROUP_TURNS): N jobs accepted at once cost one commit, not N, and a job that ends within its group
 is one row written once. The log's checkpoints (the part that syncs files) run in a thread of
 their own, never inside a commit on the loop. A caller that must not go on before its write is
 durable (acknowledging a job, ending it) awaits :meth:`JobStore.add_async` /
@@ -413,6 +413,7 @@ class JobStore:
         with self._db() as db:
             rows = db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
         return {row["state"]: row["n"] for row in rows}
+
 
 class _Checkpoints:
     """A thread that checkpoints the write-ahead log, so that commits on the event loop never do.

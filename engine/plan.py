@@ -99,7 +99,7 @@ def make_plan(compiled: CompiledWorkflow, filled: dict[str, dict[str, Any]], out
             check()
         step = steps[nid]
         found = None if step.volatile else cache.get(keys[nid])
-        if found is not None and step.checked and not step.cls.still_valid(found, files):
+        if found is not None and step.hits_checked and not step.cls.still_valid(found, files):
             found = None  # e.g. the file a save node wrote was removed since: it writes a new one
         if found is not None:
             hits[nid] = found

@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .keys import CATALOGUE, JOBS, PRESENTER
 from .openai_compat import OpenAIError, _invalid, _job_error, unknown_fields
-from .parse import json_body
+from .parse import json_body, parser_problem
 
 GEN_FIELDS = frozenset({"prompt", "n", "size", "response_format", "output_format", "model", "seed"})
 EDIT_FIELDS = frozenset({"prompt", "n", "size", "response_format", "output_format", "model", "seed", "image",
@@ -130,8 +130,7 @@ async def _form(request: web.Request) -> dict:
         raise
     except (HttpProcessingError, ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:
         # HttpProcessingError: e.g. a part's header line that is not a header (found by the fuzzer)
-        detail = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
-        raise OpenAIError(f"the multipart body cannot be read ({detail}); send it as multipart/form-data with a "
+        raise OpenAIError(f"the multipart body cannot be read ({parser_problem(exc)}); send it as multipart/form-data with a "
                           "boundary, as HTTP clients do") from None
     form: dict[str, Any] = {}
     for name in posted:

@@ -51,7 +51,6 @@ class BufferedStderr(logging.StreamHandler):
             if self._lines:
                 self.flush()
 
-
     def append(self, line: str) -> None:
         """A line formatted already (``info_line``), written with the next batch."""
         self._lines.append(line)

@@ -107,8 +107,12 @@ async def read_limited(stream, limit: int, too_large: str) -> bytes:
 
 
 def _malformed(exc: Exception) -> InvalidRequest:
-    detail = getattr(exc, "message", None) or str(exc)
-    return InvalidRequest(f"the request body is malformed: {' '.join(str(detail).split())[:200]}")
+    return InvalidRequest(f"the request body is malformed: {parser_problem(exc)}")
+
+
+def parser_problem(exc: Exception) -> str:
+    """What a body parser (aiohttp's multipart reader) found wrong, on one line of at most 200 characters."""
+    return " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
 
 
 async def form_parts(request: web.Request, max_parts: int, what: str = "a form"):
